@@ -1,0 +1,218 @@
+//! Every `unsafe` block of the crate, each behind a safe function with a `// SAFETY:` note.
+//!
+//! Everything else goes through nix's safe wrappers. What is here is what nix either does
+//! not wrap (clone without a stack, PR_SET_MM, close_range, tty ioctls) or marks unsafe
+//! (fork, signal dispositions).
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::pty::Winsize;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigHandler, Signal};
+use nix::unistd::Pid;
+
+/// Which side of a fork-like call we are on.
+pub enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// clone(2) without a new stack: returns twice, like fork(2), with the child in the new
+/// namespaces of `flags`. The child sends SIGCHLD to its parent when it exits.
+///
+/// man 2 clone: "if the stack argument is NULL ... the child uses the same stack area as the
+/// parent (copy-on-write)", which is what bubblewrap's `raw_clone` relies on too.
+pub fn clone_fork(flags: CloneFlags) -> nix::Result<Forked> {
+    let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: wshd has a single thread (no runtime; env_logger writes synchronously), so the
+    // child gets a consistent copy of the address space, as after fork(2): no lock is held
+    // by a thread that does not exist in the child. Unlike glibc's fork(), no atfork
+    // handlers run and the child's thread descriptor keeps the parent's tid; the child
+    // never uses what depends on it (pthread_kill, raise): it exits with _exit or by
+    // returning from main. The null stack, parent_tid, child_tid and tls arguments are
+    // ignored without CLONE_VM/CLONE_*TID/CLONE_SETTLS, none of which `flags` can hold here.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match Errno::result(ret)? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as libc::pid_t))),
+    }
+}
+
+/// fork(2), for the processes wshd starts in the container.
+pub fn fork() -> nix::Result<Forked> {
+    // SAFETY: wshd is single-threaded (see `clone_fork`), so the child may allocate and run
+    // ordinary Rust until it execs or calls `_exit`.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Makes `/proc/<pid>/cmdline` (what `ps` shows) read `title`, by writing it over the
+/// process's own argument strings, the way setproctitle(3) implementations do (nginx,
+/// PostgreSQL). The area is as long as the original command line; a longer title is cut.
+///
+/// The last byte of the area is made non-NUL: proc(5) then reads the command line "as a
+/// string" up to the first NUL (the kernel's `get_mm_proctitle`), i.e. exactly `title`.
+/// (prctl PR_SET_MM_ARG_START would move the area instead, but needs CAP_SYS_RESOURCE,
+/// which root does not always have.) Call it after the arguments have been parsed: the
+/// original strings are gone afterwards.
+pub fn set_cmdline(title: &str) -> std::io::Result<()> {
+    // /proc/self/stat fields 48 and 49 (proc(5)): arg_start and arg_end. The second field
+    // (comm, in parentheses) may contain spaces: count from the last ')'.
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<usize>().ok());
+    let (Some(start), Some(end)) = (field(48), field(49)) else {
+        return Err(std::io::Error::other(
+            "no arg_start/arg_end in /proc/self/stat",
+        ));
+    };
+    if end <= start + 2 {
+        return Err(std::io::Error::other("argument area too small"));
+    }
+    let len = end - start;
+    // SAFETY: [arg_start, arg_end) holds the argument strings the kernel copied onto our
+    // stack at exec: mapped, writable, and owned by no Rust object. std only keeps the argv
+    // pointer array into it, read again by `std::env::args`, which nobody calls after the
+    // arguments were parsed; whatever it would read is still NUL-terminated memory (the
+    // environment strings follow). wshd is single-threaded when this runs.
+    let area = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, len) };
+    let title = title.as_bytes();
+    let n = title.len().min(len - 2);
+    area[..n].copy_from_slice(&title[..n]);
+    area[n..].fill(0);
+    area[len - 1] = b' ';
+    Ok(())
+}
+
+/// Sets FD_CLOEXEC on every fd from `first` up (close_range(2) with CLOSE_RANGE_CLOEXEC,
+/// Linux 5.11), so nothing not meant for it survives the next exec.
+pub fn cloexec_from(first: u32) -> nix::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes fd flags; no memory is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Closes every fd from `first` up (close_range(2)).
+pub fn close_from(first: u32) -> nix::Result<()> {
+    // SAFETY: the caller owns no Rust object (File, OwnedFd...) for these fds: they were
+    // inherited and never wrapped, so nothing will use or close them again.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Makes the terminal `fd` the controlling terminal of the calling session leader
+/// (ioctl_tty(2) TIOCSCTTY).
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal), no pointer.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as libc::c_int) })
+        .map(drop)
+}
+
+/// The window size of the terminal `fd` (TIOCGWINSZ).
+pub fn window_size(fd: BorrowedFd<'_>) -> nix::Result<Winsize> {
+    let mut ws = Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `struct winsize` through the pointer, which points to a
+    // live `Winsize` (nix's alias of libc::winsize).
+    Errno::result(unsafe {
+        libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws as *mut Winsize)
+    })?;
+    Ok(ws)
+}
+
+/// Sets the window size of the terminal `fd` (TIOCSWINSZ); the kernel sends SIGWINCH to its
+/// foreground process group.
+pub fn set_window_size(fd: BorrowedFd<'_>, ws: &Winsize) -> nix::Result<()> {
+    // SAFETY: TIOCSWINSZ reads one `struct winsize` through the pointer, which points to a
+    // live `Winsize`.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const Winsize) })
+        .map(drop)
+}
+
+/// Sets the disposition of every catchable signal back to the default, undoing what the
+/// Rust runtime (SIGPIPE ignored) or wshd's own parent may have set to be ignored: ignored
+/// signals stay ignored across exec.
+pub fn default_signal_dispositions() {
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler code, so no async-signal-safety question
+        // arises; the call cannot fail for a valid, catchable signal.
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
+    }
+}
+
+/// Ignores SIGPIPE (the Rust runtime does this for binaries already; tests and other
+/// callers of the library may not have): a write to a closed pipe or socket must return
+/// EPIPE to wshd, not kill it.
+pub fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN installs no handler code.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+}
+
+/// _exit(2): ends the process at once, without atexit handlers or flushing buffers that
+/// are copies of another process's (the child of a fork that could not exec).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; no Rust state needs to survive it.
+    unsafe { libc::_exit(code) }
+}
+
+/// Takes ownership of an fd that arrived in an `SCM_RIGHTS` control message.
+pub fn own_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: recvmsg(2) just installed `fd` in our table for this message; nix hands out
+    // raw numbers, and nothing else has seen them, so this is their only owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloexec_from_marks_fds() {
+        let (r, _w) = nix::unistd::pipe().unwrap(); // pipe() without O_CLOEXEC
+        let before = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_eq!(before & libc::FD_CLOEXEC, 0);
+        cloexec_from(r.as_raw_fd() as u32).unwrap();
+        let after = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(after & libc::FD_CLOEXEC, 0);
+    }
+
+    #[test]
+    fn pty_window_size_round_trips() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let ws = Winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        set_window_size(std::os::fd::AsFd::as_fd(&pty.master), &ws).unwrap();
+        let got = window_size(std::os::fd::AsFd::as_fd(&pty.slave)).unwrap();
+        assert_eq!((got.ws_row, got.ws_col), (33, 101));
+    }
+}
