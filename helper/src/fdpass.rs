@@ -64,37 +64,49 @@ pub fn recv_some(sock: impl AsFd, buf: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> 
             "message larger than {MAX_MESSAGE} bytes"
         )));
     }
-    let mut chunk = vec![0u8; room.min(64 * 1024)];
+    // Read straight into `buf`, then cut it back to what arrived.
+    let old = buf.len();
+    buf.resize(old + room.min(16 * 1024), 0);
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
-    let (n, truncated) = loop {
-        let mut iov = [IoSliceMut::new(&mut chunk)];
+    let received = loop {
+        let mut iov = [IoSliceMut::new(&mut buf[old..])];
         match recvmsg::<UnixAddr>(
             sock.as_fd().as_raw_fd(),
             &mut iov,
             Some(&mut space),
             MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
-            Ok(msg) => {
-                for c in msg.cmsgs().map_err(io("recvmsg"))? {
-                    if let ControlMessageOwned::ScmRights(raw) = c {
-                        fds.extend(raw.into_iter().map(crate::sys::own_received_fd));
+            Ok(msg) => match msg.cmsgs() {
+                Ok(cmsgs) => {
+                    for c in cmsgs {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            fds.extend(raw.into_iter().map(crate::sys::own_received_fd));
+                        }
                     }
+                    break Ok((msg.bytes, msg.flags.contains(MsgFlags::MSG_CTRUNC)));
                 }
-                break (msg.bytes, msg.flags.contains(MsgFlags::MSG_CTRUNC));
-            }
+                Err(e) => break Err(io("recvmsg")(e)),
+            },
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(io("recvmsg")(e)),
+            Err(e) => break Err(io("recvmsg")(e)),
         }
     };
+    let (n, truncated) = match received {
+        Ok(r) => r,
+        Err(e) => {
+            buf.truncate(old);
+            return Err(e);
+        }
+    };
+    buf.truncate(old + n);
     if truncated {
         return Err(Error::Protocol(format!("more than {MAX_FDS} fds sent")));
     }
-    buf.extend_from_slice(&chunk[..n]);
     Ok(n)
 }
 
 /// The first JSON value in `buf`: `Ok(None)` while it is incomplete.
-pub fn parse<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<T>> {
+pub fn parse<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<T>, serde_json::Error> {
     match serde_json::Deserializer::from_slice(buf)
         .into_iter::<T>()
         .next()
@@ -102,7 +114,7 @@ pub fn parse<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<T>> {
         None => Ok(None),
         Some(Ok(v)) => Ok(Some(v)),
         Some(Err(e)) if e.is_eof() => Ok(None),
-        Some(Err(e)) => Err(Error::Protocol(format!("invalid message: {e}"))),
+        Some(Err(e)) => Err(e),
     }
 }
 
@@ -112,7 +124,8 @@ pub fn recv<T: DeserializeOwned>(sock: impl AsFd) -> Result<(T, Vec<OwnedFd>)> {
     let mut fds = Vec::new();
     loop {
         let n = recv_some(sock.as_fd(), &mut buf, &mut fds)?;
-        if let Some(v) = parse(&buf)? {
+        let parsed = parse(&buf).map_err(|e| Error::Protocol(format!("invalid message: {e}")))?;
+        if let Some(v) = parsed {
             return Ok((v, fds));
         }
         if n == 0 {

@@ -77,7 +77,16 @@ pub fn run(args: &Args) -> Result<()> {
     // Bound on the host, before any namespace: the daemon finds it at this path; the
     // container's init serves it through the inherited fd.
     let listener = UnixListener::bind(&sock).map_err(io(format!("bind {}", sock.display())))?;
+    let started = start(&dirs, listener);
+    if started.is_err() {
+        // Nobody will ever serve it.
+        let _ = fs::remove_file(&sock);
+    }
+    started
+}
 
+/// The sequence from the first hook on; `listener` goes to the child.
+fn start(dirs: &Dirs, listener: UnixListener) -> Result<()> {
     let stage = Stage::ParentBeforeClone;
     mount::private_namespace().map_err(stage.fail())?;
     Hook::new(stage, &dirs.lib).cwd(&dirs.container).run()?;
@@ -96,11 +105,11 @@ pub fn run(args: &Args) -> Result<()> {
     {
         Forked::Child => {
             drop((go, ready));
-            child(&dirs, listener, go_wait, ready_signal)
+            child(dirs, listener, go_wait, ready_signal)
         }
         Forked::Parent(pid) => {
             drop((go_wait, ready_signal, listener));
-            parent(&dirs, pid, go, ready)
+            parent(dirs, pid, go, ready)
         }
     }
 }

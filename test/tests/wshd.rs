@@ -684,6 +684,10 @@ fn a_failing_hook_names_its_stage_and_leaves_nothing() {
             !dir.join("run/wshd.pid").exists(),
             "{stage}: wshd.pid left behind"
         );
+        assert!(
+            !dir.join("run/wshd.sock").exists(),
+            "{stage}: wshd.sock left behind"
+        );
         let mut left = p.teardown();
         left.extend(leftovers(&id, &dir, None));
         assert_clean(left);
