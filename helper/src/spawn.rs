@@ -20,6 +20,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::pty::Winsize;
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, pipe2, Pid};
@@ -146,7 +147,15 @@ pub fn start(req: &SpawnRequest) -> Result<Started> {
     let (status_r, status_w) = pipe()?;
     let (errors_r, errors_w) = pipe()?;
     let (stdio, mut client_fds) = if req.tty {
-        let pty = nix::pty::openpty(None, None).map_err(io("openpty"))?;
+        // The client sets the real size on the master once it has it; until then, the
+        // classic 24x80 rather than 0x0 (what ssh assumes when it is told no size).
+        let size = Winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(&size, None).map_err(io("openpty"))?;
         cloexec(&pty.master)?;
         cloexec(&pty.slave)?;
         (ChildStdio::Pty { slave: pty.slave }, vec![pty.master])

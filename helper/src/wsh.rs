@@ -222,9 +222,8 @@ fn relay_pty(master: OwnedFd, status: OwnedFd, signals: SignalFd) -> Result<Rela
 
     let mut out = own(io::stdout().as_fd())?;
     let mut master = File::from(master);
-    let mut status = File::from(status);
-    let mut status_buf = Vec::new();
-    let mut status_done = false;
+    // Readable (the status line, then EOF right after) once the process has exited.
+    let mut exited = false;
     let mut output_done = false;
     let mut buf = [0u8; 16 * 1024];
     while !output_done {
@@ -233,12 +232,12 @@ fn relay_pty(master: OwnedFd, status: OwnedFd, signals: SignalFd) -> Result<Rela
                 PollFd::new(master.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             ];
-            if !status_done {
+            if !exited {
                 fds.push(PollFd::new(status.as_fd(), PollFlags::POLLIN));
             }
             // Once the process has exited, its output is in the pty already: drain what
             // comes, and do not wait for a background process that keeps the tty open.
-            let timeout = if status_done {
+            let timeout = if exited {
                 PollTimeout::try_from(Duration::from_millis(200)).unwrap()
             } else {
                 PollTimeout::NONE
@@ -279,24 +278,8 @@ fn relay_pty(master: OwnedFd, status: OwnedFd, signals: SignalFd) -> Result<Rela
             }
         }
         if !st.is_empty() {
-            match status.read(&mut buf) {
-                Ok(0) => status_done = true,
-                Ok(n) => status_buf.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io("read exit status")(e)),
-            }
+            exited = true;
         }
     }
-    if !status_done {
-        status
-            .read_to_end(&mut status_buf)
-            .map_err(io("read exit status"))?;
-    }
-    ExitStatus::parse(&status_buf)
-        .map(Relayed::Exited)
-        .ok_or_else(|| {
-            Error::Protocol(
-                "wshd did not report the exit status (was the container stopped?)".into(),
-            )
-        })
+    read_status(status).map(Relayed::Exited)
 }

@@ -335,6 +335,19 @@ fn stdio_status_env_and_errors_through_the_client() {
     assert_clean(c.destroy());
 }
 
+/// The first line a spawned process writes on its stdout.
+fn first_line(s: &client::Spawned) -> String {
+    let client::Stdio::Pipes { stdout, .. } = &s.stdio else {
+        panic!("pipes expected")
+    };
+    let mut f = fs::File::from(stdout.try_clone().unwrap());
+    let (mut line, mut b) = (Vec::new(), [0u8; 1]);
+    while f.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
 #[test]
 fn stop_terms_then_kills_and_watch_sees_the_end() {
     let mut c = start(4, &[]);
@@ -350,10 +363,14 @@ fn stop_terms_then_kills_and_watch_sees_the_end() {
         .unwrap()
     };
     // Dies of SIGTERM / ignores it and needs the SIGKILL after the grace time.
-    let soft = spawn("exec sleep 1000");
-    let hard = spawn("trap '' TERM; exec sleep 1000");
+    let soft = spawn("echo ready; exec sleep 1000");
+    let hard = spawn("trap '' TERM; echo ready; exec sleep 1000");
     // An orphan: not wshd's spawn, reparented to PID 1.
-    let _orphan = spawn("sleep 1000 & echo $!");
+    let orphan = spawn("sleep 1000 & echo $!");
+    // Each has set itself up (the trap) before the stop.
+    assert_eq!(first_line(&soft), "ready");
+    assert_eq!(first_line(&hard), "ready");
+    assert!(first_line(&orphan).parse::<i32>().is_ok());
 
     let t0 = std::time::Instant::now();
     client::stop(&s, Duration::from_millis(300)).unwrap();
@@ -378,13 +395,14 @@ fn stop_terms_then_kills_and_watch_sees_the_end() {
 
     // Watch: never answered, EOF when wshd dies; killing PID 1 kills everything in it.
     let mut watch = client::watch(&s).unwrap();
-    let running = spawn("sleep 1000 & sleep 1000");
-    let mut children = vec![host_pid(&c, running.pid)];
-    let bg = c.sh(Some("root"), "pidof sleep").ok();
-    for p in bg.split_whitespace() {
-        children.push(host_pid(&c, p.parse().unwrap()));
-    }
-    assert!(children.len() >= 3, "{children:?}");
+    let running = spawn("sleep 1000 & echo $!; exec sleep 1000");
+    let background: i32 = first_line(&running).parse().unwrap();
+    let orphaned = spawn("sleep 1000 & echo $!");
+    let orphan: i32 = first_line(&orphaned).parse().unwrap();
+    let children: Vec<i32> = [running.pid, background, orphan]
+        .iter()
+        .map(|&p| host_pid(&c, p))
+        .collect();
     c.kill();
     let mut buf = [0u8; 8];
     assert_eq!(
@@ -475,11 +493,16 @@ fn wsh_relays_pipes_and_exit_status() {
     assert_clean(c.destroy());
 }
 
-/// Reads `fd` (a pty master) until EIO/EOF, failing after `limit`.
-fn read_pty(fd: &OwnedFd, limit: Duration) -> String {
+/// Reads the pty master `fd` until EIO/EOF (`until: None`) or until `until` has appeared
+/// in what was read; fails after `limit`.
+fn read_pty(fd: &OwnedFd, until: Option<&str>, limit: Duration) -> String {
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + limit;
+    let text = |out: &[u8]| String::from_utf8_lossy(out).into_owned();
     loop {
+        if until.is_some_and(|u| text(&out).contains(u)) {
+            return text(&out);
+        }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let mut fds = [nix::poll::PollFd::new(
             fd.as_fd(),
@@ -488,14 +511,13 @@ fn read_pty(fd: &OwnedFd, limit: Duration) -> String {
         let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(left).unwrap()).unwrap();
         assert!(
             n > 0,
-            "no EOF on the pty after {limit:?}; got so far: {:?}",
-            String::from_utf8_lossy(&out)
+            "waited {limit:?} for {until:?} (None: EOF); got: {:?}",
+            text(&out)
         );
         let mut buf = [0u8; 4096];
         match nix::unistd::read(fd, &mut buf) {
-            Ok(0) | Err(nix::errno::Errno::EIO) => {
-                return String::from_utf8_lossy(&out).into_owned()
-            }
+            Ok(0) | Err(nix::errno::Errno::EIO) if until.is_none() => return text(&out),
+            Ok(0) | Err(nix::errno::Errno::EIO) => panic!("EOF before {until:?}: {:?}", text(&out)),
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) => panic!("read pty: {e}"),
         }
@@ -535,7 +557,7 @@ fn wsh_tty_session() {
     assert_eq!(after.local_flags, before.local_flags);
     assert_eq!(after.input_flags, before.input_flags);
     drop(pty.slave);
-    let out = read_pty(&pty.master, Duration::from_secs(30));
+    let out = read_pty(&pty.master, None, Duration::from_secs(30));
     assert_eq!(status.code(), Some(4), "{out}");
     for want in ["33 101\r\n", "/dev/pts/0\r\n", "dumb\r\n", "42\r\n"] {
         assert!(out.contains(want), "{want:?} missing from {out:?}");
@@ -555,7 +577,7 @@ fn wsh_tty_session() {
     let client::Stdio::Pty { master } = s.stdio else {
         panic!("pty expected")
     };
-    let out = read_pty(&master, Duration::from_secs(30));
+    let out = read_pty(&master, None, Duration::from_secs(30));
     assert_eq!(
         ExitStatus::parse(&read_all(s.status)),
         Some(ExitStatus::Code(0)),
@@ -727,34 +749,6 @@ fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) {
     assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
 }
 
-/// Reads the pty master until `want` has appeared in what was read (at most `limit`).
-fn read_pty_until(fd: &OwnedFd, want: &str, limit: Duration) -> String {
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + limit;
-    while !String::from_utf8_lossy(&out).contains(want) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut fds = [nix::poll::PollFd::new(
-            fd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(left).unwrap()).unwrap();
-        assert!(
-            n > 0,
-            "{want:?} did not come within {limit:?}: {:?}",
-            String::from_utf8_lossy(&out)
-        );
-        let mut buf = [0u8; 4096];
-        let n = nix::unistd::read(fd, &mut buf).expect("read pty");
-        assert!(
-            n > 0,
-            "EOF before {want:?}: {:?}",
-            String::from_utf8_lossy(&out)
-        );
-        out.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[test]
 fn wsh_tty_forwards_window_size_changes() {
     use std::os::unix::process::CommandExt;
@@ -773,7 +767,7 @@ fn wsh_tty_forwards_window_size_changes() {
         "--",
         "sh",
         "-c",
-        "stty size; trap 'stty size; exit 5' WINCH; echo ready; read x",
+        "read go; trap 'stty size; exit 5' WINCH; echo ready; read x",
     ])
     .stdin(slave(&pty.slave))
     .stdout(slave(&pty.slave))
@@ -794,10 +788,15 @@ fn wsh_tty_forwards_window_size_changes() {
     // Our copies of the slave (the Command holds three): the master sees EOF once wsh exits.
     drop(cmd);
     drop(pty.slave);
-    let first = read_pty_until(&pty.master, "ready", Duration::from_secs(30));
-    assert!(first.contains("33 101\r\n"), "{first:?}");
+    // The trap goes in only after our first input: wsh forwards input only once it has set
+    // the initial size (a change from wshd's 24x80, which sends SIGWINCH too). The request
+    // carries no size; wsh_tty_session checks that the initial one arrives.
+    fs::File::from(pty.master.try_clone().unwrap())
+        .write_all(b"go\n")
+        .unwrap();
+    read_pty(&pty.master, Some("ready\r\n"), Duration::from_secs(30));
     set_winsize(&pty.master, 40, 120);
-    let rest = read_pty(&pty.master, Duration::from_secs(30));
+    let rest = read_pty(&pty.master, None, Duration::from_secs(30));
     assert!(
         rest.contains("40 120\r\n"),
         "the new size did not reach the container: {rest:?}"
