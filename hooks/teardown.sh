@@ -1,0 +1,59 @@
+#!/bin/sh
+# Stage:    teardown. Runs on the host as root, in the host's namespaces, after
+#           the container's processes are gone (wshd killed); cwd = container
+#           dir. Called by the daemon at destroy (and after a failed create).
+# Inputs:   etc/config (network_host_iface); what a start may have left.
+# Leaves:   no host veth end network_host_iface; mnt/ and disk/ not mounted
+#           in the host's mount namespace (only a stage run by hand outside
+#           a private namespace leaves them there); no loop device backing
+#           disk.img; no disk.img. The directory itself stays: the caller
+#           removes it (never before this succeeded: with mnt/ still mounted
+#           a recursive delete would go into the root file system).
+# Failure:  exits non-zero with the reason; it is safe to run again, as often
+#           as needed, after a complete or a half-finished start.
+# Edit:     undo here whatever you added to the other stages on the host.
+# shellcheck disable=SC2154 # variables come from etc/config and lib/common.sh
+[ -n "${DEBUG:-}" ] && set -o xtrace
+set -o nounset -o errexit
+case $0 in */*) cd -P "${0%/*}/.." ;; *) cd -P .. ;; esac
+# shellcheck source=/dev/null
+. ./etc/config
+# shellcheck source=/dev/null
+. ./lib/common.sh
+
+d=$PWD
+
+if [ -e "/sys/class/net/$network_host_iface" ]; then
+  # It may vanish meanwhile with its peer's namespace: only fail if it stays.
+  ip link delete "$network_host_iface" 2>/dev/null || [ ! -e "/sys/class/net/$network_host_iface" ] ||
+    ip link delete "$network_host_iface"
+fi
+
+warden_mounts_load
+if warden_is_mounted "$d/mnt"; then
+  umount -R "$d/mnt"
+fi
+if warden_is_mounted "$d/disk"; then
+  umount "$d/disk"
+fi
+
+# Loop devices still backed by disk.img (sysfs gives what `losetup -j`
+# reads, without a process). A busy one is detached when its last user
+# lets go (autoclear).
+for f in /sys/block/loop*/loop/backing_file; do
+  [ -f "$f" ] || continue
+  read -r backing <"$f" || continue
+  case $backing in
+    "$d/disk.img" | "$d/disk.img (deleted)")
+      dev=${f#/sys/block/}
+      dev=${dev%%/*}
+      losetup -d "/dev/$dev" || [ ! -f "$f" ]
+      ;;
+  esac
+done
+
+if [ -e disk.img ]; then
+  rm -f disk.img
+fi
+
+# ---- EDIT: undo your own host-side additions below. ----
