@@ -2,3 +2,9 @@
 
 /// Containers started by `wshd` directly, without the daemon (`tests/wshd.rs`).
 pub mod wshd_env;
+
+/// A real `wardend` driven through its socket, and the checks for leftovers (`tests/daemon.rs`).
+pub mod daemon_env;
+
+/// Test hosts in network namespaces of the tests' own (`tests/daemon.rs`).
+pub mod netns;

@@ -1,0 +1,30 @@
+# Thin wrappers: every recipe is what you would type by hand.
+CONFIG ?= config/linux.yml
+# Where `make rootfs` builds the base root filesystem (container_rootfs_path in $(CONFIG)).
+ROOTFS ?= $(shell sed -n 's/^ *container_rootfs_path: *//p' $(CONFIG) | head -n 1)
+DEBS = busybox-static iptables iproute2 e2fsprogs util-linux mount procps kmod
+
+.PHONY: deps build rootfs run test bench clean-test
+
+# Debian packages the daemon, its hooks and the tests need (installed only when missing).
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build:
+	cargo build --workspace --bins
+
+rootfs: deps
+	rootfs/build-busybox.sh $(ROOTFS)
+
+# Runs the daemon in the foreground on $(CONFIG); Ctrl-C stops it and destroys its containers.
+run: deps build rootfs
+	target/debug/wardend --config $(CONFIG)
+
+# Unit tests, then the integration tests (root: real containers), all through cargo.
+test: deps
+	cargo build --workspace --bins --tests
+	cargo test --workspace --no-fail-fast
