@@ -86,6 +86,7 @@ binds='' file_targets=''
 while IFS='	' read -r src dst mode || [ -n "$src" ]; do
   [ -n "$src" ] || continue
   case $dst in /*) ;; *) warden_die "bind mount $src: container path '$dst' is not absolute" ;; esac
+  case $dst/ in */../* | */./*) warden_die "bind mount $src: container path '$dst' has . or .. in it" ;; esac
   case $mode in ro | rw) ;; *) warden_die "bind mount $src: mode '$mode' is not ro or rw" ;; esac
   [ -e "$src" ] || warden_die "bind mount source $src does not exist"
   warden_escape "$src"

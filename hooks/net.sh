@@ -101,7 +101,7 @@ EOF
       # finished setup: remove them and set up again, one transaction per
       # table.
       stale_cleanup
-      apply <<EOF
+      apply <<EOF || warden_die "setup failed (has net-host.sh setup run on this host?)"
 *filter
 $filter_cleanup
 $fresh_filter

@@ -16,6 +16,8 @@
 [ -n "${DEBUG:-}" ] && set -o xtrace
 set -o nounset -o errexit
 case $0 in */*) cd -P "${0%/*}/.." ;; *) cd -P .. ;; esac
+# No config: the directory was never completed, so no stage ran.
+[ -f etc/config ] || exit 0
 # shellcheck source=/dev/null
 . ./etc/config
 # shellcheck source=/dev/null
