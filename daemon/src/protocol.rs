@@ -333,7 +333,7 @@ fn parse_create(v: &Value) -> Result<CreateOptions, Error> {
                 opts.grace_time = Some(match value {
                     Value::Null => None,
                     Value::Number(n) => match n.as_f64() {
-                        Some(s) if s.is_finite() && s >= 0.0 && s < 1e12 => Some(Duration::from_secs_f64(s)),
+                        Some(s) if (0.0..1e12).contains(&s) => Some(Duration::from_secs_f64(s)),
                         _ => return Err(bad("invalid request: grace_time must be a non-negative number of seconds or null")),
                     },
                     _ => return Err(bad("invalid request: grace_time must be a number of seconds or null")),

@@ -723,6 +723,22 @@ fn leftovers_of_an_earlier_run_are_destroyed(env: &Env) {
         line.clear();
     }
     assert!(line.contains("listening"), "second daemon did not start");
+    // The killed daemon's container init was orphaned to this process (a subreaper, see
+    // main); the new daemon must have killed it: reap it as a host's init would.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "container init {pid} still alive after the restart"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => break,
+        }
+    }
     let left = leftovers(&h, &depot, Some(pid));
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(again.id() as i32),
@@ -742,6 +758,9 @@ type Test = (&'static str, fn(&Env));
 
 fn main() {
     warden_test::daemon_env::assert_root();
+    // Orphans of a killed daemon (leftovers test) come to this process, not to the host's
+    // init, so the test can reap them.
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
     let tests: Vec<Test> = vec![
         (
             "protocol_errors_keep_the_connection",
