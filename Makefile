@@ -2,7 +2,7 @@
 CONFIG ?= config/linux.yml
 # Where `make rootfs` builds the base root filesystem (container_rootfs_path in $(CONFIG)).
 ROOTFS ?= $(shell sed -n 's/^ *container_rootfs_path: *//p' $(CONFIG) | head -n 1)
-DEBS = busybox-static iptables iproute2 e2fsprogs util-linux mount procps kmod
+DEBS = busybox-static iputils-ping dash iptables iproute2 e2fsprogs util-linux mount procps kmod socat
 
 .PHONY: deps build rootfs run test bench clean-test
 

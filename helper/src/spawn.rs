@@ -201,6 +201,7 @@ fn exec(plan: &Plan, stdio: ChildStdio) -> Result<Infallible> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(io("sigprocmask"))?;
 
+    let tty = matches!(stdio, ChildStdio::Pty { .. });
     match &stdio {
         ChildStdio::Pty { slave } => {
             // We are a session leader without a terminal: this one becomes ours.
@@ -234,6 +235,11 @@ fn exec(plan: &Plan, stdio: ChildStdio) -> Result<Infallible> {
         ))
     })?;
     let groups = user::groups(&read_optional("/etc/group")?, &user.name, user.gid);
+    if tty {
+        // The terminal belongs to whoever uses it, as login(1) would arrange (group: tty).
+        std::os::unix::fs::fchown(std::io::stdin(), Some(user.uid), None)
+            .map_err(io("fchown of the terminal"))?;
+    }
     privs::become_user(&user, &groups)?;
 
     for (k, _) in std::env::vars_os() {

@@ -549,7 +549,9 @@ fn wsh_tty_session() {
         .unwrap();
     let mut master = fs::File::from(pty.master.try_clone().unwrap());
     master
-        .write_all(b"stty size; tty; echo $TERM; echo $((6*7)); exit 4\n")
+        .write_all(
+            b"stty size; tty; echo $TERM; echo $((6*7)); echo owner=$(stat -c %U $(tty)); exit 4\n",
+        )
         .unwrap();
     let status = child.wait().unwrap();
     // The local terminal is back to how it was.
@@ -559,7 +561,14 @@ fn wsh_tty_session() {
     drop(pty.slave);
     let out = read_pty(&pty.master, None, Duration::from_secs(30));
     assert_eq!(status.code(), Some(4), "{out}");
-    for want in ["33 101\r\n", "/dev/pts/0\r\n", "dumb\r\n", "42\r\n"] {
+    // The terminal belongs to the user who runs in it.
+    for want in [
+        "33 101\r\n",
+        "/dev/pts/0\r\n",
+        "dumb\r\n",
+        "42\r\n",
+        "owner=vcap\r\n",
+    ] {
         assert!(out.contains(want), "{want:?} missing from {out:?}");
     }
 
