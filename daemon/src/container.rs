@@ -113,7 +113,7 @@ impl Container {
 
     pub fn grace_expired(&self, generation: u64) -> bool {
         let i = self.inner();
-        i.refs == 0 && i.generation == generation
+        i.refs == 0 && i.generation == generation && i.state != State::Destroying
     }
 
     /// Watches the container for its end (EOF on a `Watch` connection to wshd) and for an

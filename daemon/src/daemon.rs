@@ -2,9 +2,9 @@
 //! ports. [`Daemon::handle`] carries out one request. Locks are held only for map and pool
 //! updates, never across a wait, so one container's slow step never blocks another's.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -41,10 +41,12 @@ pub struct Daemon {
     containers: Mutex<HashMap<String, Arc<Container>>>,
 }
 
-/// What one connection holds: the handles it referenced, for the grace timer.
+/// What one connection holds: the containers it referenced, for the grace timer. Held
+/// weakly, and by container rather than by handle, since a destroyed container's handle
+/// may be given to a new one.
 #[derive(Default)]
 pub struct Connection {
-    referenced: HashSet<String>,
+    referenced: Vec<Weak<Container>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -222,7 +224,10 @@ impl Daemon {
 
     /// Counts `conn` as a user of `c`, which cancels a pending grace timer.
     fn reference(&self, c: &Arc<Container>, conn: &mut Connection) {
-        if conn.referenced.insert(c.handle.clone()) {
+        let new = Arc::downgrade(c);
+        conn.referenced.retain(|w| w.strong_count() > 0);
+        if !conn.referenced.iter().any(|w| w.ptr_eq(&new)) {
+            conn.referenced.push(new);
             c.add_ref();
         }
     }
@@ -230,15 +235,18 @@ impl Daemon {
     /// The connection closed: drop its references, and start the grace timer of each
     /// container that no connection references any more.
     pub fn disconnect(self: &Arc<Self>, conn: Connection) {
-        for h in conn.referenced {
-            let Ok(c) = self.get(&h) else { continue };
+        for c in conn.referenced {
+            let Some(c) = c.upgrade() else { continue };
             let Some((grace, generation)) = c.drop_ref() else {
                 continue;
             };
+            let h = c.handle.clone();
             let d = self.clone();
+            let c = Arc::downgrade(&c);
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
-                if c.grace_expired(generation) {
+                // Gone, destroyed (its handle may be someone else's now) or referenced again.
+                if c.upgrade().is_some_and(|c| c.grace_expired(generation)) {
                     info!("grace-expired handle={h}");
                     if let Err(e) = d.destroy(&h).await {
                         warn!("grace-destroy-failed handle={h} error={e}");

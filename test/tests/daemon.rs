@@ -189,8 +189,39 @@ fn create_run_info_destroy(env: &Env) {
         let cont = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
         assert_ne!(host, cont, "{ns} namespace shared with the host");
     }
+    // Every process of the container is in its cgroups: PID 1 and what jobs start.
+    // (`run` returns when sh exits; the background sleep stays.)
+    c.sh(&h, "sleep 30 >/dev/null 2>&1 &");
+    let container_pidns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    for controller in ["memory", "cpu", "pids", "devices"] {
+        let f = cgroup_file(&h, controller, "cgroup.procs");
+        let procs: Vec<i32> = std::fs::read_to_string(&f)
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert!(
+            procs.contains(&pid),
+            "{} lacks PID 1 ({pid}): {procs:?}",
+            f.display()
+        );
+        assert!(
+            procs.len() >= 2,
+            "{} lacks the job's process: {procs:?}",
+            f.display()
+        );
+        for p in procs.iter().filter(|&&p| p != pid) {
+            let ns = std::fs::read_link(format!("/proc/{p}/ns/pid")).unwrap();
+            assert_eq!(
+                ns,
+                container_pidns,
+                "process {p} in {} is not the container's",
+                f.display()
+            );
+        }
+    }
     let i = info(&mut c, &h);
-    assert_eq!(i["job_ids"], json!([1, 2]));
+    assert_eq!(i["job_ids"], json!([1, 2, 3]));
     env.destroy_clean(&mut c, &h);
     assert!(c.err(json!(["destroy", h])).contains("unknown handle"));
     assert!(c.err(json!(["info", h])).contains("unknown handle"));
@@ -225,6 +256,33 @@ fn link_from_many_connections_and_after_reconnect(env: &Env) {
     assert_eq!(c.ok(json!(["link", h, job_id])), results[0]);
     assert!(c.err(json!(["link", h, 999])).contains("no such job"));
     env.destroy_clean(&mut c, &h);
+}
+
+fn destroy_returns_a_run_in_progress(env: &Env) {
+    let mut a = env.client();
+    let h = a.create(json!({}));
+    let runner = {
+        let mut b = env.client();
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let r = b.ok(json!(["run", h, "sleep 100"]));
+            (r, Instant::now())
+        })
+    };
+    // Wait until the job runs (bounded): its id shows in info.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info(&mut a, &h)["job_ids"] == json!([]) {
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.destroy_clean(&mut a, &h);
+    let destroyed = Instant::now();
+    let (r, returned) = runner.join().unwrap();
+    assert!(r[0].is_null() || r[0] != json!(0), "{r}");
+    assert!(
+        returned.saturating_duration_since(destroyed) < Duration::from_secs(5),
+        "run hung after destroy"
+    );
 }
 
 fn output_is_cut_at_the_limit(env: &Env) {
@@ -780,6 +838,10 @@ fn main() {
             link_from_many_connections_and_after_reconnect,
         ),
         ("output_is_cut_at_the_limit", output_is_cut_at_the_limit),
+        (
+            "destroy_returns_a_run_in_progress",
+            destroy_returns_a_run_in_progress,
+        ),
         (
             "concurrent_creates_are_distinct",
             concurrent_creates_are_distinct,
