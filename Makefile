@@ -2,9 +2,9 @@
 CONFIG ?= config/linux.yml
 # Where `make rootfs` builds the base root filesystem (container_rootfs_path in $(CONFIG)).
 ROOTFS ?= $(shell sed -n 's/^ *container_rootfs_path: *//p' $(CONFIG) | head -n 1)
-DEBS = busybox-static iputils-ping dash iptables iproute2 e2fsprogs util-linux mount procps kmod socat
+DEBS = busybox-static iputils-ping dash iptables iproute2 e2fsprogs util-linux mount procps kmod socat shellcheck
 
-.PHONY: deps build rootfs run test bench clean-test
+.PHONY: deps build rootfs run lint test
 
 # Debian packages the daemon, its hooks and the tests need (installed only when missing).
 deps:
@@ -24,7 +24,12 @@ rootfs: deps
 run: deps build rootfs
 	target/debug/wardend --config $(CONFIG)
 
-# Unit tests, then the integration tests (root: real containers), all through cargo.
-test: deps
+# The shell scripts: syntax and shellcheck (POSIX sh: they run under dash and busybox).
+lint: deps
+	for f in hooks/*.sh rootfs/*.sh .ci/run; do sh -n "$$f"; done
+	shellcheck -s sh hooks/*.sh rootfs/*.sh .ci/run
+
+# Lint, unit tests, then the integration tests (root: real containers), all through cargo.
+test: deps lint
 	cargo build --workspace --bins --tests
 	cargo test --workspace --no-fail-fast
