@@ -264,10 +264,17 @@ fn stdio_status_env_and_errors_through_the_client() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    let targets: Vec<String> = wshd_fds
+        .iter()
+        .map(|fd| {
+            let t = fs::read_link(format!("/proc/{}/fd/{fd}", c.pid()));
+            format!("{fd} -> {t:?}")
+        })
+        .collect();
     assert_eq!(
         wshd_fds,
         ["0", "1", "2", "3", "4"].map(String::from).into(),
-        "wshd's open fds"
+        "wshd's open fds: {targets:?}"
     );
     let out = c.sh(Some("root"), "ls -l /proc/1/fd/");
     assert!(out.stderr.contains("Permission denied"), "{out:?}");
