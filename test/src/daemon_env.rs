@@ -11,49 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// Panics unless the tests run as root: a container test that skips is a test that cannot fail.
-pub fn assert_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the integration tests create real containers and must run as root (CI runs them as root)"
-    );
-}
-
-/// The repository root (this crate is `test/` in it).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("test/ has a parent")
-        .to_path_buf()
-}
-
-/// Where the built binaries are: `WARDEN_BIN_DIR`, else `target/debug` next to this test.
-pub fn bin_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("WARDEN_BIN_DIR") {
-        return d.into();
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/debug/deps/daemon-xxxx -> target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
-
-/// Builds the busybox root fs once into `target/test-rootfs` (the script is idempotent).
-pub fn rootfs() -> PathBuf {
-    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ONCE.get_or_init(|| {
-        let dir = repo_root().join("target/test-rootfs");
-        let st = Command::new(repo_root().join("rootfs/build-busybox.sh"))
-            .arg(&dir)
-            .status()
-            .expect("run rootfs/build-busybox.sh");
-        assert!(st.success(), "rootfs/build-busybox.sh failed");
-        dir
-    })
-    .clone()
-}
+pub use crate::wshd_env::{assert_root, bin_dir, repo as repo_root, rootfs};
 
 pub struct Daemon {
     pub dir: tempfile::TempDir,
