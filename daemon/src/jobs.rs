@@ -169,67 +169,69 @@ mod tests {
     use super::*;
     use std::os::fd::OwnedFd;
 
-    fn pipe_pair() -> (OwnedFd, OwnedFd) {
-        nix::unistd::pipe().unwrap()
+    /// The process's ends of its pipes: stdin (read), stdout, stderr, status (write).
+    struct Process {
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        status: OwnedFd,
+    }
+
+    /// What wshd would hand the daemon, and the other ends, played by the test.
+    fn fake_spawn() -> (Spawned, Process) {
+        let p = || nix::unistd::pipe().unwrap();
+        let ((in_r, in_w), (out_r, out_w), (err_r, err_w), (st_r, st_w)) = (p(), p(), p(), p());
+        let spawned = Spawned {
+            pid: 1,
+            stdio: Stdio::Pipes {
+                stdin: in_w,
+                stdout: out_r,
+                stderr: err_r,
+            },
+            status: st_r,
+        };
+        (
+            spawned,
+            Process {
+                stdin: in_r,
+                stdout: out_w,
+                stderr: err_w,
+                status: st_w,
+            },
+        )
     }
 
     // Multi-threaded: the test plays the process with blocking reads and writes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn collects_output_and_status_with_limit() {
-        let (in_r, in_w) = pipe_pair();
-        let (out_r, out_w) = pipe_pair();
-        let (err_r, err_w) = pipe_pair();
-        let (st_r, st_w) = pipe_pair();
-        let spawned = Spawned {
-            pid: 1,
-            stdio: Stdio::Pipes {
-                stdin: in_w,
-                stdout: out_r,
-                stderr: err_r,
-            },
-            status: st_r,
-        };
+        let (spawned, p) = fake_spawn();
         let job = Job::start(1, spawned, b"script".to_vec(), 4).unwrap();
         // Play the process: read the script, write output, "exit".
         let mut got = [0u8; 6];
-        nix::unistd::read(&in_r, &mut got).unwrap();
+        nix::unistd::read(&p.stdin, &mut got).unwrap();
         assert_eq!(&got, b"script");
-        nix::unistd::write(&out_w, b"hello world").unwrap();
-        nix::unistd::write(&err_w, b"e").unwrap();
-        nix::unistd::write(&st_w, &ExitStatus::Code(3).to_line()).unwrap();
-        drop(st_w);
+        nix::unistd::write(&p.stdout, b"hello world").unwrap();
+        nix::unistd::write(&p.stderr, b"e").unwrap();
+        nix::unistd::write(&p.status, &ExitStatus::Code(3).to_line()).unwrap();
+        drop(p.status);
         let r = job.link().await;
-        assert_eq!(
-            r,
-            JobResult {
-                exit_status: Some(3),
-                stdout: "hell".into(),
-                stderr: "e".into()
-            }
-        );
+        let want = JobResult {
+            exit_status: Some(3),
+            stdout: "hell".into(),
+            stderr: "e".into(),
+        };
+        assert_eq!(r, want);
         // A second link sees the same.
         assert_eq!(job.link().await, r);
         assert!(job.is_done());
-        drop((out_w, err_w));
+        drop((p.stdout, p.stderr));
     }
 
     #[tokio::test]
     async fn unknown_status_when_wshd_goes_away() {
-        let (_in_r, in_w) = pipe_pair();
-        let (out_r, out_w) = pipe_pair();
-        let (err_r, err_w) = pipe_pair();
-        let (st_r, st_w) = pipe_pair();
-        let spawned = Spawned {
-            pid: 1,
-            stdio: Stdio::Pipes {
-                stdin: in_w,
-                stdout: out_r,
-                stderr: err_r,
-            },
-            status: st_r,
-        };
+        let (spawned, p) = fake_spawn();
         let job = Job::start(2, spawned, Vec::new(), 100).unwrap();
-        drop((st_w, out_w, err_w));
+        drop(p);
         assert_eq!(job.link().await.exit_status, None);
     }
 }
