@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 
 pub mod cgroup;
+pub mod client;
 pub mod config;
 pub mod container;
 pub mod copy;
