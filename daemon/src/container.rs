@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use warden_helper::client;
+use warden_helper::pidfd::PidFd;
 use warden_helper::proto::{Rlimit, SpawnRequest};
 
 use crate::cgroup::ContainerCgroup;
@@ -622,22 +623,20 @@ fn is_wshd(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Kills the container's PID 1 (the kernel then kills every process in its PID namespace)
-/// and waits until it is gone: EOF on a watch connection, then reaping it where the daemon
-/// is its (sub)reaper.
-fn kill_init(sock: &Path, pid: i32) {
-    let watch = client::watch(sock).ok();
+/// Kills the container's PID 1 and waits until it exited: the kernel then has ended every
+/// process of its PID namespace, and none of them is left in the container's cgroups. The
+/// wait is the pidfd's (readable at exit), which also works when the daemon is not the
+/// process's reaper (a container of an earlier run); where it is, the zombie is reaped.
+fn kill_init(pid: i32) {
+    let Ok(pidfd) = PidFd::open(pid) else { return };
+    // The pidfd pins the process: checked once, it cannot turn into another one.
     if !is_wshd(pid) {
         return;
     }
-    if kill(Pid::from_raw(pid), Signal::SIGKILL).is_err() {
-        return;
+    if pidfd.kill(Signal::SIGKILL).is_ok() {
+        let _ = pidfd.wait_exited();
     }
-    if let Some(mut w) = watch {
-        let _ = std::io::Read::read(&mut w, &mut [0u8; 16]);
-    }
-    // The container's PID 1 was orphaned when wshd's first process exited, and the daemon is
-    // a child subreaper: reap it. ECHILD when another process is its parent.
+    // ECHILD when another process is its parent.
     let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
 }
 
@@ -655,8 +654,7 @@ pub async fn teardown(dir: &Path, init_pid: Option<i32>, cgroup: &ContainerCgrou
             .ok()
     });
     if let Some(pid) = pid {
-        let sock = dir.join("run/wshd.sock");
-        let _ = tokio::task::spawn_blocking(move || kill_init(&sock, pid)).await;
+        let _ = tokio::task::spawn_blocking(move || kill_init(pid)).await;
     }
     let mut first_err: Option<Error> = None;
     let mut keep = |r: Result<()>| {

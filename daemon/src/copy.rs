@@ -125,7 +125,7 @@ pub fn copy_out(socket: &Path, src: &str, dst: &str, owner: Option<&str>) -> Res
         ..Default::default()
     };
     let dst = PathBuf::from(dst);
-    let rename_single =
+    let may_rename =
         !dst.as_os_str().to_string_lossy().ends_with('/') && name != "." && !dst.is_dir();
     let mut written = Vec::new();
     run_tar(
@@ -136,7 +136,7 @@ pub fn copy_out(socket: &Path, src: &str, dst: &str, owner: Option<&str>) -> Res
             Ok(())
         },
         |stdout| {
-            written = extract(stdout, &dst, rename_single)?;
+            written = extract(stdout, &dst, may_rename)?;
             Ok(())
         },
     )
@@ -297,41 +297,55 @@ fn clear(p: &Path) -> io::Result<()> {
     }
 }
 
-/// Extracts an untrusted tar stream into `dst` (created if missing). With `rename_single`,
-/// the archive's one top-level non-directory entry is written as `dst` itself. Returns every
-/// path written, for chown.
-pub fn extract(r: impl Read, dst: &Path, rename_single: bool) -> io::Result<Vec<PathBuf>> {
+/// Makes `dir` (and its parents) and checks that it is a directory.
+fn make_base(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    if !fs::symlink_metadata(dir)?.is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Extracts an untrusted tar stream into `dst` (created if missing). With `may_rename`, an
+/// archive whose first entry is a single non-directory is written as `dst` itself (rsync's
+/// `file DST`); a directory always lands inside `dst`. Returns every path written, for chown.
+pub fn extract(r: impl Read, dst: &Path, may_rename: bool) -> io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let mut files: HashMap<PathBuf, PathBuf> = HashMap::new();
     let mut dir_modes = Vec::new();
-    let base = if rename_single {
-        dst.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf()
-    } else {
-        dst.to_path_buf()
-    };
-    fs::create_dir_all(&base)?;
-    if !fs::symlink_metadata(&base)?.is_dir() {
-        return Err(io::Error::other(format!(
-            "{} is not a directory",
-            base.display()
-        )));
-    }
+    // Decided by the first entry.
+    let mut rename: Option<bool> = None;
     let mut ar = tar::Archive::new(r);
     for entry in ar.entries()? {
         let mut e = entry?;
         let Some(rel) = sanitize(&e.path()?)? else {
             continue;
         };
-        let target = if rename_single {
-            if rel.components().count() != 1 {
+        let is_dir = e.header().entry_type() == tar::EntryType::Directory;
+        let renaming = match rename {
+            Some(r) => r,
+            None => {
+                let r = may_rename && !is_dir && rel.components().count() == 1;
+                let base = match dst.parent() {
+                    Some(p) if r && !p.as_os_str().is_empty() => p,
+                    _ if r => Path::new("."),
+                    _ => dst,
+                };
+                make_base(base)?;
+                rename = Some(r);
+                r
+            }
+        };
+        let target = if renaming {
+            if !written.is_empty() {
                 return Err(io::Error::other("expected a single file in the archive"));
             }
             dst.to_path_buf()
         } else {
-            safe_target(&base, &rel)?
+            safe_target(dst, &rel)?
         };
         let mode = e.header().mode()? & 0o7777;
         let kind = e.header().entry_type();
@@ -385,6 +399,9 @@ pub fn extract(r: impl Read, dst: &Path, rename_single: bool) -> io::Result<Vec<
             _ => continue,
         }
         written.push(target);
+    }
+    if rename.is_none() {
+        make_base(dst)?;
     }
     for (d, mode) in dir_modes.into_iter().rev() {
         fs::set_permissions(&d, fs::Permissions::from_mode(mode))?;
@@ -505,5 +522,27 @@ mod tests {
         let dst = dir.path().join("sub/b.txt");
         extract(&data[..], &dst, true).unwrap();
         assert_eq!(fs::read(&dst).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn a_directory_is_never_renamed() {
+        let data = archive(|b| {
+            b.append_data(
+                &mut header(tar::EntryType::Directory, 0o755, 0),
+                "d",
+                io::empty(),
+            )
+            .unwrap();
+            b.append_data(
+                &mut header(tar::EntryType::Regular, 0o644, 1),
+                "d/f",
+                &b"x"[..],
+            )
+            .unwrap();
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let dst = dir.path().join("new");
+        extract(&data[..], &dst, true).unwrap();
+        assert_eq!(fs::read(dst.join("d/f")).unwrap(), b"x");
     }
 }

@@ -225,6 +225,13 @@ pub fn parse_line(line: &[u8]) -> Result<Request, Error> {
                     ));
                 }
             }
+            // The daemon's working directory means nothing to a client.
+            let host_path = if dir == "in" { &src } else { &dst };
+            if !host_path.starts_with('/') {
+                return Err(bad(format!(
+                    "invalid request: the host path {host_path:?} of copy {dir} must be absolute"
+                )));
+            }
             match dir.as_str() {
                 "in" => {
                     a.arity(4, 4)?;
@@ -503,6 +510,8 @@ mod tests {
                 .contains("Invalid mode")
         );
         assert!(err(r#"["net","h","out","nonsense"]"#).contains("invalid request"));
+        assert!(err(r#"["copy","h","in","rel/src","/dst"]"#).contains("must be absolute"));
+        assert!(err(r#"["copy","h","out","/src","rel"]"#).contains("must be absolute"));
         assert!(err(r#"["spawn",1,"x"]"#).contains("invalid request"));
     }
 

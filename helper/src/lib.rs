@@ -16,6 +16,7 @@
 pub mod client;
 mod error;
 pub mod fdpass;
+pub mod pidfd;
 pub mod proto;
 pub mod wsh;
 

@@ -188,6 +188,33 @@ pub fn own_received_fd(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// pidfd_open(2): an fd that refers to process `pid` for as long as the fd is open, even
+/// after the pid is reused, and that becomes readable when the process exits.
+pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; on success the kernel returns a new fd
+    // that nothing else owns, which own_new_fd takes.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+    // SAFETY: a successful pidfd_open returns a new fd (with O_CLOEXEC) that only this
+    // process's table holds.
+    Errno::result(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// pidfd_send_signal(2): signals the process the pidfd refers to (never a reused pid).
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> nix::Result<()> {
+    // SAFETY: a valid fd for the call's duration, a null siginfo (the kernel fills in a
+    // kill(2)-like one), no flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -526,6 +526,18 @@ fn copy_in_and_out(env: &Env) {
         std::fs::read_link(dst.path().join("res/sub/l")).unwrap(),
         Path::new("f")
     );
+    // A directory to a new destination without a trailing slash lands inside it.
+    c.ok(json!([
+        "copy",
+        h,
+        "out",
+        "/home/vcap/res",
+        format!("{}/new", dst.path().display())
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(dst.path().join("new/res/sub/f")).unwrap(),
+        "r\n"
+    );
     let hm = std::fs::metadata(dst.path().join("res/sub/h")).unwrap();
     assert_ne!(hm.ino(), m.ino(), "hard link was not materialised");
     c.ok(json!([
@@ -783,19 +795,15 @@ fn leftovers_of_an_earlier_run_are_destroyed(env: &Env) {
     assert!(line.contains("listening"), "second daemon did not start");
     // The killed daemon's container init was orphaned to this process (a subreaper, see
     // main); the new daemon must have killed it: reap it as a host's init would.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "container init {pid} still alive after the restart"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            _ => break,
-        }
+    if let Ok(p) = warden_helper::pidfd::PidFd::open(pid) {
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            p.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5000u16)).unwrap();
+        assert_eq!(n, 1, "container init {pid} still alive after the restart");
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
     }
     let left = leftovers(&h, &depot, Some(pid));
     let _ = nix::sys::signal::kill(
