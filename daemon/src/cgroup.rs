@@ -1,5 +1,5 @@
 //! Control groups of containers: one cgroup per container, with its memory limit, CPU share,
-//! device whitelist (v1), usage statistics and OOM notification.
+//! device allow-list, usage statistics and OOM notification.
 //!
 //! Owns: everything under `<cgroup root>/<parent>/` (v2) or `<cgroup root>/<controller>/<parent>/`
 //! (v1), where parent is normally `warden`. A container's cgroup is `instance-<handle>` in
@@ -18,6 +18,21 @@
 //! All paths come from the `Layout` root, so unit tests run against a temporary directory laid
 //! out like cgroupfs. On a real cgroupfs the kernel creates the control files in a new
 //! directory; in a temporary directory a write creates them, so the same code runs on both.
+//! The one thing a temporary directory cannot take is v2's device filter, a BPF program the
+//! kernel attaches only to a real cgroup: the root tests (`test/tests/cgroup*.rs`,
+//! `test/tests/bpfdev.rs`) cover it.
+//!
+//! Devices: v1 writes [`DEVICES_ALLOW`] to the devices controller's `devices.allow`; v2 has
+//! no devices controller, so the same list becomes a `BPF_PROG_TYPE_CGROUP_DEVICE` program
+//! attached to the container's cgroup (`warden_helper::bpfdev`, raw bpf(2) with a small
+//! instruction list as runc and crun do; it lives in the helper crate because bpf(2) needs
+//! `unsafe`, which this crate denies). Either way the kernel refuses every other device at
+//! open and mknod, to every process of the container, root included.
+//!
+//! v2 and the "no internal processes" rule: a cgroup (other than the root) can only enable
+//! controllers for its children while no process sits in it. The parent (`<root>/warden`)
+//! holds only container cgroups, never a process; the daemon itself stays wherever it was
+//! started (on a systemd host, its service or session cgroup).
 //!
 //! Kernel documentation: cgroup v1 memory, devices and cpu controllers
 //! (<https://docs.kernel.org/admin-guide/cgroup-v1/>), cgroup v2
@@ -33,6 +48,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::io::unix::AsyncFd;
+use warden_helper::bpfdev::DeviceRule;
 
 /// Where cgroupfs is mounted on every Linux distribution.
 pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
@@ -42,14 +58,13 @@ pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
 const V1_CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "devices", "pids", "freezer"];
 
 /// The v2 controllers enabled for containers, when the host offers them. v2 has no devices
-/// controller: device access is a BPF program (BPF_CGROUP_DEVICE) attached to the cgroup,
-/// which needs `unsafe` bpf(2) calls this daemon does not make. On v2 hosts containers
-/// therefore rely on their /dev holding only the harmless nodes hook-child-before-pivot.sh
-/// creates, and on mknod being denied to their unprivileged user.
+/// controller: device access is a BPF program attached to each container's cgroup.
 const V2_CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
 
-/// v1 devices whitelist, written after `devices.deny a`: the nodes a container's /dev holds.
-const V1_DEVICES_ALLOW: [&str; 8] = [
+/// The devices a container may use (make, read, write), in v1's `devices.allow` syntax: the
+/// nodes its /dev holds. v1 writes each after `devices.deny a`; v2 compiles the list into
+/// the BPF device filter. Nothing else, not even a node the container makes itself.
+pub const DEVICES_ALLOW: [&str; 8] = [
     "c 1:3 rwm",   // null
     "c 1:5 rwm",   // zero
     "c 1:7 rwm",   // full
@@ -309,7 +324,7 @@ impl Cgroups {
                 if let Some(devices) = cgroup.dir("devices") {
                     // One rule per write: the kernel parses a single rule each time.
                     write(&devices.join("devices.deny"), "a")?;
-                    for rule in V1_DEVICES_ALLOW {
+                    for rule in DEVICES_ALLOW {
                         write(&devices.join("devices.allow"), rule)?;
                     }
                 }
@@ -323,6 +338,14 @@ impl Cgroups {
                 let enabled = read_set(&parent.join("cgroup.subtree_control"))?;
                 if enabled.contains("cpu") {
                     write(&dir.join("cpu.weight"), V2_CPU_WEIGHT)?;
+                }
+                // Attached before any process joins (wshd joins after this returns). The
+                // program fd is dropped: the cgroup holds the program until it is removed.
+                // A temporary directory standing in for cgroupfs has no kernel cgroup to
+                // attach to (see the module docs).
+                if is_cgroup2(dir) {
+                    warden_helper::bpfdev::attach_device_filter(dir, &device_rules())
+                        .map_err(|e| device_filter_error(dir, e))?;
                 }
                 Ok(())
             }
@@ -400,9 +423,46 @@ fn enable_v2(dir: &Path, controllers: &[&str]) -> Result<(), CgroupError> {
     if missing.is_empty() {
         return Ok(());
     }
-    // The kernel takes the whole list in one write (and refuses it with EBUSY if `dir`
-    // holds processes itself: the "no internal processes" rule of cgroup v2).
-    write(&path, &missing.join(" "))
+    // The kernel takes the whole list in one write, and refuses it with EBUSY if `dir`
+    // (not the root) holds processes itself: the "no internal processes" rule of cgroup v2.
+    fs::write(&path, missing.join(" ")).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            CgroupError::other(
+                "enable controllers in",
+                &path,
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "{e}: processes sit in {} itself, and cgroup v2 lets a cgroup with \
+                     processes enable no controllers for its children (move them into a \
+                     leaf cgroup, or start wardend in one)",
+                    dir.display()
+                ),
+            )
+        } else {
+            CgroupError::new("write", &path, e)
+        }
+    })
+}
+
+/// [`DEVICES_ALLOW`] as the BPF filter's rules.
+fn device_rules() -> Vec<DeviceRule> {
+    DEVICES_ALLOW
+        .iter()
+        .map(|r| {
+            r.parse()
+                .expect("DEVICES_ALLOW is valid v1 syntax (unit-tested)")
+        })
+        .collect()
+}
+
+fn device_filter_error(dir: &Path, e: warden_helper::Error) -> CgroupError {
+    let source = match e {
+        warden_helper::Error::Io { op, source } => {
+            io::Error::new(source.kind(), format!("{op}: {source}"))
+        }
+        other => io::Error::other(other.to_string()),
+    };
+    CgroupError::new("set the device filter of", dir, source)
 }
 
 fn valid_handle(handle: &str) -> bool {
@@ -673,7 +733,8 @@ impl ContainerCgroup {
 
     /// Starts watching for OOM kills in this cgroup; [`OomWatch::wait`] returns at the next.
     /// v1: an eventfd registered on `memory.oom_control` through `cgroup.event_control`.
-    /// v2: inotify on `memory.events`, whose `oom` and `oom_kill` counters the kernel bumps.
+    /// v2: inotify on `memory.events`, whose `oom` and `oom_kill` counters the kernel bumps
+    /// (cgroupfs notifies a modification of the file at each change of a counter).
     /// Must be called inside a tokio runtime.
     pub fn oom_watch(&self) -> Result<OomWatch, CgroupError> {
         let dir = self.require("memory")?.to_owned();
@@ -717,6 +778,17 @@ impl ContainerCgroup {
             }
         };
         Ok(OomWatch { watch })
+    }
+
+    /// v2: the ids of the device filter programs attached to the cgroup (one after
+    /// [`Cgroups::create`]). v1 has none: its devices controller filters.
+    pub fn device_filters(&self) -> Result<Vec<u32>, CgroupError> {
+        match &self.dirs {
+            Dirs::V1(_) => Ok(Vec::new()),
+            Dirs::V2(dir) => {
+                warden_helper::bpfdev::device_filters(dir).map_err(|e| device_filter_error(dir, e))
+            }
+        }
     }
 
     /// Removes the cgroup: rmdir of each directory, a missing one being fine. Its processes
@@ -798,8 +870,9 @@ impl OomCounts {
 
 impl OomWatch {
     /// Returns at the next OOM in the cgroup (each call waits for a new one). Fails with
-    /// `NotFound` when the v1 cgroup was removed before any OOM. Cancel-safe: drop the
-    /// future (or the task) to stop waiting; on v2, do so before removing the cgroup.
+    /// `NotFound` when the cgroup was removed before any OOM (v1: the eventfd fires at the
+    /// removal; v2: inotify reports that `memory.events` went away). Cancel-safe: drop the
+    /// future (or the task) to stop waiting.
     pub async fn wait(&mut self) -> Result<(), CgroupError> {
         match &mut self.watch {
             Watch::V1 { eventfd, dir, .. } => {
@@ -830,7 +903,17 @@ impl OomWatch {
                 events,
                 seen,
             } => loop {
-                let now = OomCounts::read(events)?;
+                let now = match OomCounts::read(events) {
+                    Err(e) if e.source.kind() == io::ErrorKind::NotFound => {
+                        return Err(CgroupError::other(
+                            "wait for OOM in",
+                            events.parent().unwrap_or(events),
+                            io::ErrorKind::NotFound,
+                            "the cgroup was removed".into(),
+                        ));
+                    }
+                    r => r?,
+                };
                 let oom = now.oom > seen.oom || now.oom_kill > seen.oom_kill;
                 *seen = now;
                 if oom {
@@ -903,6 +986,14 @@ mod tests {
                 fs::remove_file(entry.unwrap().path()).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn one_device_list_for_both_versions() {
+        let rules: Vec<String> = device_rules().iter().map(|r| r.to_string()).collect();
+        assert_eq!(rules, DEVICES_ALLOW);
+        // The BPF filter compiles: prologue, 8 rules, final deny.
+        assert!(warden_helper::bpfdev::program(&device_rules()).len() > 6 + 8 * 2 + 2);
     }
 
     #[test]

@@ -10,9 +10,13 @@
 //!   loop on wshd.sock), `spawn` (fork + exec of a request), `reaper` (exit statuses),
 //!   `user` (passwd/group parsing) and `privs` (uid, groups, capabilities).
 //! - [`wsh`] is the `wsh` binary's logic (stdio relay, raw terminal).
+//! - [`bpfdev`] is the daemon's cgroup v2 device filter (a BPF program it attaches to each
+//!   container's cgroup): it lives here because bpf(2) needs `unsafe`, which the daemon
+//!   crate denies.
 //! - `sys` holds every `unsafe` block of the crate.
 #![deny(unsafe_code)]
 
+pub mod bpfdev;
 pub mod client;
 mod error;
 pub mod fdpass;

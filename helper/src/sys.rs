@@ -1,8 +1,8 @@
 //! Every `unsafe` block of the crate, each behind a safe function with a `// SAFETY:` note.
 //!
 //! Everything else goes through nix's safe wrappers. What is here is what nix either does
-//! not wrap (clone without a stack, PR_SET_MM, close_range, tty ioctls) or marks unsafe
-//! (fork, signal dispositions).
+//! not wrap (clone without a stack, PR_SET_MM, close_range, tty ioctls, bpf) or marks
+//! unsafe (fork, signal dispositions).
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -186,6 +186,223 @@ pub fn own_received_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: recvmsg(2) just installed `fd` in our table for this message; nix hands out
     // raw numbers, and nothing else has seen them, so this is their only owner.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+// ---------------------------------------------------------------------------------------
+// bpf(2), for the cgroup v2 device filter (`bpfdev.rs`). libc has the syscall number but no
+// `union bpf_attr`: the structs below are the members of that union the four commands use,
+// laid out as in linux/bpf.h (`__aligned_u64` fields at 8-byte offsets). The kernel copies
+// `size_of` bytes of the attribute and treats the rest of its (larger) union as zero, so a
+// struct that ends before the newer fields is valid on old and new kernels alike. Each has
+// a size that is a multiple of 8 with no implicit padding: every byte passed is initialised.
+
+/// One eBPF instruction, `struct bpf_insn`: opcode, destination and source registers
+/// (4 bits each, dst in the low half), signed offset, signed immediate.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BpfInsn {
+    pub code: u8,
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_DETACH: libc::c_long = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_PROG_QUERY: libc::c_long = 16;
+
+/// `bpf_attr` for BPF_PROG_LOAD (up to `expected_attach_type`, Linux 4.17).
+#[repr(C, align(8))]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// `bpf_attr` for BPF_PROG_ATTACH and BPF_PROG_DETACH (up to `replace_bpf_fd`, Linux 5.6).
+#[repr(C, align(8))]
+struct AttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+    /// Zero (Linux 6.6 reads `relative_fd` here); spelled out so that no byte the kernel
+    /// reads is uninitialised padding.
+    pad: u32,
+}
+
+/// `bpf_attr` for BPF_PROG_QUERY (up to `prog_cnt`, Linux 4.15).
+#[repr(C, align(8))]
+struct QueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    pad: u32,
+}
+
+/// `bpf_attr` for BPF_PROG_GET_FD_BY_ID.
+#[repr(C, align(8))]
+struct GetFdByIdAttr {
+    prog_id: u32,
+    next_id: u32,
+    open_flags: u32,
+    pad: u32,
+}
+
+/// bpf(cmd, attr, sizeof attr).
+///
+/// # Safety
+/// `attr` must be the attribute struct of `cmd` (one of those above), and every pointer in
+/// it must be valid for what the kernel does with it under `cmd`: read (instructions,
+/// license) or written (log buffer, id array) up to the length stored beside it. The kernel
+/// reads `size_of::<T>()` bytes of `attr` and writes back only into `attr` itself and into
+/// those buffers.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> nix::Result<libc::c_long> {
+    // SAFETY: the caller's contract above; `attr` is exclusively borrowed for the call, so
+    // the kernel's write-back (BPF_PROG_QUERY's prog_cnt) aliases no other reference.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    Errno::result(ret)
+}
+
+/// The fd bpf(2) returned, owned: it is new and nothing else has it.
+fn own_new_fd(ret: libc::c_long) -> OwnedFd {
+    // SAFETY: a successful BPF_PROG_LOAD or BPF_PROG_GET_FD_BY_ID returns a new fd (with
+    // O_CLOEXEC) that only this process's table holds.
+    unsafe { OwnedFd::from_raw_fd(ret as RawFd) }
+}
+
+/// BPF_PROG_LOAD: loads `insns` as a program of `prog_type`, named `name` (at most 15
+/// bytes of [A-Za-z0-9_.]). With `log`, the verifier writes its log there (log level 1);
+/// the load then fails with ENOSPC if the log does not fit.
+pub fn bpf_prog_load(
+    prog_type: u32,
+    insns: &[BpfInsn],
+    license: &std::ffi::CStr,
+    name: &str,
+    log: Option<&mut [u8]>,
+) -> nix::Result<OwnedFd> {
+    let mut prog_name = [0u8; 16];
+    let n = name.len().min(15);
+    prog_name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    let (log_level, log_size, log_buf) = match log {
+        Some(buf) => (1, buf.len() as u32, buf.as_mut_ptr() as u64),
+        None => (0, 0, 0),
+    };
+    let mut attr = ProgLoadAttr {
+        prog_type,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name,
+        prog_ifindex: 0,
+        expected_attach_type: 0,
+    };
+    // SAFETY: the attribute of BPF_PROG_LOAD. The kernel reads insn_cnt instructions at
+    // `insns` and the NUL-terminated `license`, both borrowed for this call, and writes at
+    // most log_size bytes at `log_buf`, the exclusively borrowed `log`.
+    unsafe { bpf(BPF_PROG_LOAD, &mut attr) }.map(own_new_fd)
+}
+
+/// BPF_PROG_ATTACH: attaches `prog` to the cgroup `target` (an open directory of cgroupfs)
+/// at `attach_type`, with `flags` (BPF_F_ALLOW_MULTI, ...).
+pub fn bpf_prog_attach(
+    target: BorrowedFd<'_>,
+    prog: BorrowedFd<'_>,
+    attach_type: u32,
+    flags: u32,
+) -> nix::Result<()> {
+    let mut attr = AttachAttr {
+        target_fd: target.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        attach_flags: flags,
+        replace_bpf_fd: 0,
+        pad: 0,
+    };
+    // SAFETY: the attribute of BPF_PROG_ATTACH: two fds, no pointers.
+    unsafe { bpf(BPF_PROG_ATTACH, &mut attr) }.map(drop)
+}
+
+/// BPF_PROG_DETACH: detaches `prog` from the cgroup `target` at `attach_type`.
+pub fn bpf_prog_detach(
+    target: BorrowedFd<'_>,
+    prog: BorrowedFd<'_>,
+    attach_type: u32,
+) -> nix::Result<()> {
+    let mut attr = AttachAttr {
+        target_fd: target.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        attach_flags: 0,
+        replace_bpf_fd: 0,
+        pad: 0,
+    };
+    // SAFETY: the attribute of BPF_PROG_DETACH: two fds, no pointers.
+    unsafe { bpf(BPF_PROG_DETACH, &mut attr) }.map(drop)
+}
+
+/// BPF_PROG_QUERY: the ids of the programs attached to the cgroup `target` itself (not
+/// inherited ones) at `attach_type`, at most `max` of them. ENOSPC if there are more.
+pub fn bpf_prog_query(
+    target: BorrowedFd<'_>,
+    attach_type: u32,
+    max: usize,
+) -> nix::Result<Vec<u32>> {
+    let mut ids = vec![0u32; max];
+    let mut attr = QueryAttr {
+        target_fd: target.as_raw_fd() as u32,
+        attach_type,
+        query_flags: 0,
+        attach_flags: 0,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        pad: 0,
+    };
+    // SAFETY: the attribute of BPF_PROG_QUERY. The kernel writes at most prog_cnt
+    // (= ids.len()) ids into `ids`, which lives until the end of this function, and the
+    // number it found into attr.prog_cnt.
+    unsafe { bpf(BPF_PROG_QUERY, &mut attr) }?;
+    ids.truncate((attr.prog_cnt as usize).min(max));
+    Ok(ids)
+}
+
+/// BPF_PROG_GET_FD_BY_ID: an fd of the loaded program `id` (to detach it).
+pub fn bpf_prog_get_fd_by_id(id: u32) -> nix::Result<OwnedFd> {
+    let mut attr = GetFdByIdAttr {
+        prog_id: id,
+        next_id: 0,
+        open_flags: 0,
+        pad: 0,
+    };
+    // SAFETY: the attribute of BPF_PROG_GET_FD_BY_ID: an id, no pointers.
+    unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) }.map(own_new_fd)
 }
 
 /// pidfd_open(2): an fd that refers to process `pid` for as long as the fd is open, even
