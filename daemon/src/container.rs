@@ -315,7 +315,9 @@ impl Container {
         };
         let sock = self.socket();
         let grace = daemon.stop_grace();
+        let t = Instant::now();
         let _ = tokio::task::spawn_blocking(move || client::stop(&sock, grace)).await;
+        step_done("destroy", &self.handle, "stop", t);
         let result = teardown(&self.dir, Some(self.init_pid), &self.cgroup).await;
         let mut p = daemon.pools();
         for port in ports {
@@ -477,7 +479,28 @@ async fn start(
     );
     let pid = pid?;
     net?;
+    if log::log_enabled!(log::Level::Debug) {
+        relay_hook_timings(handle, dir);
+    }
     Ok((cgroup, pid))
+}
+
+/// Copies the durations of wshd's hooks (its `hook-done ... took_ms=` debug lines in
+/// `run/wshd.log`) into the daemon's log as `create-step handle=H step=hook-STAGE`.
+fn relay_hook_timings(handle: &str, dir: &Path) {
+    let Ok(log) = fs::read_to_string(dir.join("run/wshd.log")) else {
+        return;
+    };
+    for line in log.lines() {
+        let Some(rest) = line.split_once("hook-done stage=").map(|(_, r)| r) else {
+            continue;
+        };
+        let mut words = rest.split(' ');
+        let stage = words.next().unwrap_or_default();
+        if let Some(ms) = words.find_map(|w| w.strip_prefix("took_ms=")) {
+            debug!("create-step handle={handle} step=hook-{stage} took_ms={ms}");
+        }
+    }
 }
 
 /// Single-quotes a value for `etc/config`.
@@ -645,6 +668,8 @@ fn kill_init(pid: i32) {
 /// and on one already torn down; every step runs even if an earlier one failed, and the
 /// first error is returned.
 pub async fn teardown(dir: &Path, init_pid: Option<i32>, cgroup: &ContainerCgroup) -> Result<()> {
+    let started = Instant::now();
+    let handle = dir.file_name().unwrap_or_default().to_string_lossy();
     let t = Instant::now();
     let pid = init_pid.or_else(|| {
         fs::read_to_string(dir.join("run/wshd.pid"))
@@ -655,6 +680,7 @@ pub async fn teardown(dir: &Path, init_pid: Option<i32>, cgroup: &ContainerCgrou
     });
     if let Some(pid) = pid {
         let _ = tokio::task::spawn_blocking(move || kill_init(pid)).await;
+        step_done("destroy", &handle, "kill", t);
     }
     let mut first_err: Option<Error> = None;
     let mut keep = |r: Result<()>| {
@@ -665,14 +691,27 @@ pub async fn teardown(dir: &Path, init_pid: Option<i32>, cgroup: &ContainerCgrou
     };
     if dir.join("etc/config").exists() {
         let teardown_sh = dir.join("lib/teardown.sh");
+        let t = Instant::now();
         let (net, rest) = tokio::join!(
-            net_script(dir, "teardown", []),
-            scripts::run(&teardown_sh, &[], dir, std::iter::empty::<(&str, &str)>())
+            async {
+                let r = net_script(dir, "teardown", []).await;
+                step_done("destroy", &handle, "net", t);
+                r
+            },
+            async {
+                let r =
+                    scripts::run(&teardown_sh, &[], dir, std::iter::empty::<(&str, &str)>()).await;
+                step_done("destroy", &handle, "teardown-sh", t);
+                r
+            }
         );
         keep(net);
         keep(rest);
     }
+    let t = Instant::now();
     keep(cgroup.remove().map_err(Error::from));
+    step_done("destroy", &handle, "cgroup", t);
+    let t = Instant::now();
     match fs::remove_dir_all(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -682,10 +721,20 @@ pub async fn teardown(dir: &Path, init_pid: Option<i32>, cgroup: &ContainerCgrou
             source: e,
         })),
     }
+    step_done("destroy", &handle, "dir", t);
     debug!(
         "teardown dir={} took_ms={:.1}",
         dir.display(),
-        t.elapsed().as_secs_f64() * 1e3
+        started.elapsed().as_secs_f64() * 1e3
     );
     first_err.map_or(Ok(()), Err)
+}
+
+/// Logs the duration of one step of a create or destroy (debug level), as
+/// `WHAT-step handle=H step=S took_ms=X`.
+fn step_done(what: &str, handle: &str, step: &str, started: Instant) {
+    debug!(
+        "{what}-step handle={handle} step={step} took_ms={:.1}",
+        started.elapsed().as_secs_f64() * 1e3
+    );
 }

@@ -96,6 +96,7 @@ impl Hook {
     /// Runs the hook to its end.
     pub fn run(mut self) -> Result<()> {
         let stage = self.stage;
+        let started = std::time::Instant::now();
         log::debug!(
             "hook-start stage={} path={}",
             stage.name(),
@@ -135,7 +136,12 @@ impl Hook {
             .wait()
             .map_err(io(format!("wait for {}", self.shown.display())))
             .map_err(stage.fail())?;
-        log::debug!("hook-done stage={} status={status}", stage.name());
+        // The daemon relays these durations into its own log (create-step ... step=hook-...).
+        log::debug!(
+            "hook-done stage={} took_ms={:.1} status={status}",
+            stage.name(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
         if status.success() {
             Ok(())
         } else {
