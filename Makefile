@@ -33,3 +33,11 @@ lint: deps
 test: deps lint
 	cargo build --workspace --bins --tests
 	cargo test --workspace --no-fail-fast
+
+# wardend against crun and runc (installed from Debian when missing), side by side in one
+# run, as root, in 2-3 minutes: prints the table and writes target/bench/latest.json.
+# `target/release/bench --help` for the options (iterations, levels, clients).
+.PHONY: bench
+bench: deps
+	cargo build --release --workspace --bins
+	target/release/bench

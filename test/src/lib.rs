@@ -8,3 +8,6 @@ pub mod daemon_env;
 
 /// Test hosts in network namespaces of the tests' own (`tests/daemon.rs`).
 pub mod netns;
+
+/// `make bench`: the daemon against crun and runc (`src/bin/bench.rs`).
+pub mod bench;
