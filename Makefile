@@ -34,6 +34,13 @@ test: deps lint
 	cargo build --workspace --bins --tests
 	cargo test --workspace --no-fail-fast
 
+# The same test binaries, built here, run again in a throw-away VM (qemu) whose kernel has
+# cgroup v1 switched off, plus the v2-only suite test/tests/cgroup_v2.rs: see
+# test/v2/test-v2.sh (it installs qemu and fetches Debian's kernel package itself).
+.PHONY: test-v2
+test-v2: deps
+	test/v2/test-v2.sh
+
 # wardend against crun and runc (installed from Debian when missing), side by side in one
 # run, as root, in 2-3 minutes: prints the table and writes target/bench/latest.json.
 # `target/release/bench --help` for the options (iterations, levels, clients).
