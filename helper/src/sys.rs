@@ -447,6 +447,23 @@ mod tests {
     }
 
     #[test]
+    fn bpf_attr_layouts_match_linux_bpf_h() {
+        use std::mem::{offset_of, size_of};
+        assert_eq!(size_of::<BpfInsn>(), 8);
+        assert_eq!(offset_of!(ProgLoadAttr, insns), 8);
+        assert_eq!(offset_of!(ProgLoadAttr, log_buf), 32);
+        assert_eq!(offset_of!(ProgLoadAttr, prog_name), 48);
+        assert_eq!(offset_of!(ProgLoadAttr, expected_attach_type), 68);
+        assert_eq!(size_of::<ProgLoadAttr>(), 72);
+        assert_eq!(offset_of!(AttachAttr, replace_bpf_fd), 16);
+        assert_eq!(size_of::<AttachAttr>(), 24);
+        assert_eq!(offset_of!(QueryAttr, prog_ids), 16);
+        assert_eq!(offset_of!(QueryAttr, prog_cnt), 24);
+        assert_eq!(size_of::<QueryAttr>(), 32);
+        assert_eq!(size_of::<GetFdByIdAttr>(), 16);
+    }
+
+    #[test]
     fn pty_window_size_round_trips() {
         let pty = nix::pty::openpty(None, None).unwrap();
         let ws = Winsize {

@@ -80,9 +80,10 @@ if [ ! -f "$kdir/vmlinux" ]; then
   echo "test-v2.sh: fetching $pkg"
   rm -rf "$work/kernel"
   mkdir -p "$work/kernel/dl"
-  (cd "$work/kernel/dl" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed') ||
-    die "apt-get download $pkg failed"
-  dpkg -x "$work/kernel/dl/${pkg}_"*.deb "$kdir.new"
+  # As root, apt warns that it downloads without its _apt sandbox: that is expected.
+  (cd "$work/kernel/dl" && apt-get download "$pkg" 2>&1) | grep -v '^W: Download is performed unsandboxed' || true
+  deb=$(ls "$work/kernel/dl/${pkg}_"*.deb 2>/dev/null) || die "apt-get download $pkg failed"
+  dpkg -x "$deb" "$kdir.new"
   depmod -b "$kdir.new" "$version"
   # vmlinuz is a boot stub plus an xz stream holding vmlinux: find the stream
   # (magic FD 37 7A 58 5A 00) and keep the first offset that gives an ELF file.
@@ -165,7 +166,7 @@ echo "test-v2.sh: booting $pkg (accel $accel, timeout ${limit}s)"
 # reaches this script, whose trap stops qemu (timeout passes TERM on).
 timeout --kill-after=10 "$limit" qemu-system-x86_64 \
   -machine q35 -accel "$accel" -cpu "$cpu" -smp "${V2_CPUS:-$(nproc)}" -m "${V2_MEM:-3G}" \
-  -nodefaults -no-user-config -no-reboot -display none \
+  -nodefaults -nic none -no-user-config -no-reboot -display none \
   -chardev stdio,id=console,signal=off -serial chardev:console \
   -kernel "$kdir/vmlinux" -initrd "$initrd.cpio" \
   -append "console=ttyS0 cgroup_no_v1=all panic=-1 mitigations=off cryptomgr.notests quiet \
