@@ -8,14 +8,14 @@
 # What it does, as root on a Debian host:
 #  1. installs what is missing: qemu-system-x86, busybox-static, kmod, xz-utils;
 #  2. fetches Debian's generic kernel (linux-image-amd64's current version) with
-#     `apt-get download`, unpacks it with `dpkg -x` into $V2_WORK/kernel (never
+#     `apt-get download`, unpacks it with `dpkg -x` into target/v2/kernel (never
 #     into the host's /boot), runs depmod inside that tree, and extracts the
 #     uncompressed vmlinux from the vmlinuz (booting it skips ~6 s of emulated
 #     decompression); done once per kernel version;
 #  3. builds on the host (the guest only runs what is built here): the
 #     binaries, every test binary of `cargo test --workspace`, the v2-only
 #     suite test/tests/cgroup_v2.rs, and the tests' busybox rootfs; hard-links
-#     them into $V2_WORK/bin and $V2_WORK/tests, so a rebuild during the run
+#     them into target/v2/bin and target/v2/tests, so a rebuild during the run
 #     changes nothing the guest sees;
 #  4. builds a small initramfs: busybox-static, the modules virtio_ring, virtio,
 #     virtio_pci_modern_dev, virtio_pci_legacy_dev, virtio_pci, 9pnet,
@@ -31,7 +31,8 @@
 #     always powered off: it powers itself off when done, and this script
 #     kills qemu on Ctrl-C, on SIGTERM and after V2_TIMEOUT seconds.
 #
-# Env: V2_WORK (default target/v2), V2_TIMEOUT (seconds, default 1500),
+# Work directory: target/v2 (kernel, initramfs, the binaries the guest runs,
+# tests.list, status). Env: V2_TIMEOUT (seconds, default 1500),
 #      V2_MEM (default 3G), V2_CPUS (default: the host's CPU count),
 #      V2_KVM=1 (use /dev/kvm instead of emulation), V2_FILTER (test name
 #      filter passed to every test binary, for debugging one test),
@@ -46,8 +47,10 @@ die() {
 
 cd "$(dirname "$0")/../.."
 repo=$PWD
-work=${V2_WORK:-$repo/target/v2}
-case $repo$work in *[[:space:]]*) die "paths with spaces are not supported: $repo, $work" ;; esac
+# Inside the checkout: the guest sees (read-write) only the checkout.
+work=$repo/target/v2
+target=${CARGO_TARGET_DIR:-$repo/target}
+case $repo in *[[:space:]]*) die "a checkout path with spaces is not supported: $repo" ;; esac
 [ "$(id -u)" -eq 0 ] || die "must run as root (the tests create real containers)"
 mkdir -p "$work"
 
@@ -110,7 +113,7 @@ list=$work/tests.list.new
 rootfs/build-busybox.sh "$repo/target/test-rootfs"
 rm -rf "${work:?}/bin" "${work:?}/tests"
 mkdir -p "$work/bin" "$work/tests"
-find target/debug -maxdepth 1 -type f -perm -u+x >"$work/bins"
+find "$target/debug" -maxdepth 1 -type f -perm -u+x >"$work/bins"
 while read -r b; do
   cp -l "$b" "$work/bin/" 2>/dev/null || cp "$b" "$work/bin/"
 done <"$work/bins"
