@@ -9,6 +9,7 @@
 //!   (private mount namespace, pivot_root) and, once in the container, `server` (the event
 //!   loop on wshd.sock), `spawn` (fork + exec of a request), `reaper` (exit statuses),
 //!   `user` (passwd/group parsing) and `privs` (uid, groups, capabilities).
+//! - [`pidfd`] waits for any process's exit and signals it without pid-reuse races.
 //! - [`wsh`] is the `wsh` binary's logic (stdio relay, raw terminal).
 //! - [`bpfdev`] is the daemon's cgroup v2 device filter (a BPF program it attaches to each
 //!   container's cgroup): it lives here because bpf(2) needs `unsafe`, which the daemon

@@ -286,10 +286,10 @@ unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> nix::Result<libc::c_long> {
     Errno::result(ret)
 }
 
-/// The fd bpf(2) returned, owned: it is new and nothing else has it.
+/// The fd bpf(2) or pidfd_open(2) returned, owned: it is new and nothing else has it.
 fn own_new_fd(ret: libc::c_long) -> OwnedFd {
-    // SAFETY: a successful BPF_PROG_LOAD or BPF_PROG_GET_FD_BY_ID returns a new fd (with
-    // O_CLOEXEC) that only this process's table holds.
+    // SAFETY: a successful BPF_PROG_LOAD, BPF_PROG_GET_FD_BY_ID or pidfd_open returns a new
+    // fd (with O_CLOEXEC) that only this process's table holds.
     unsafe { OwnedFd::from_raw_fd(ret as RawFd) }
 }
 
@@ -411,9 +411,7 @@ pub fn pidfd_open(pid: i32) -> nix::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments; on success the kernel returns a new fd
     // that nothing else owns, which own_new_fd takes.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
-    // SAFETY: a successful pidfd_open returns a new fd (with O_CLOEXEC) that only this
-    // process's table holds.
-    Errno::result(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Errno::result(ret).map(own_new_fd)
 }
 
 /// pidfd_send_signal(2): signals the process the pidfd refers to (never a reused pid).
