@@ -29,7 +29,7 @@ use crate::user::User;
 /// | NET_BIND_SERVICE | bind ports below 1024 |
 /// | NET_RAW | raw and packet sockets (ping) |
 /// | SYS_CHROOT | chroot(2) |
-/// | MKNOD | create device nodes (the cgroup device controller still decides use) |
+/// | MKNOD | create device nodes (the cgroup device allow-list still decides use: v1 controller, v2 BPF filter) |
 /// | AUDIT_WRITE | write to the kernel audit log (login programs) |
 /// | SETFCAP | set file capabilities |
 ///
