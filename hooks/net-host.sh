@@ -8,12 +8,16 @@
 #           ALLOW_NETWORKS and DENY_NETWORKS (space-separated cidrs, may be
 #           empty or unset); IPTABLES_RESTORE (default iptables-restore, e.g.
 #           iptables-legacy-restore) and IPTABLES_SAVE (default: the matching
-#           -save).
+#           -save); WARDEN_NET_MARKERS (default /run/warden/net: net.sh's
+#           markers of the containers that have chains of their own).
 # Leaves:   setup: net.ipv4.ip_forward = 1, and
 #             filter warden-forward: entered from FORWARD for traffic from
-#               and to w-+ interfaces. net.sh appends one
-#               `-i w-<id>-0 -g warden-instance-<id>` per container; traffic
-#               to a container from elsewhere (not from w-+) is accepted.
+#               and to w-+ interfaces. net.sh inserts one
+#               `-i w-<id>-0 -g warden-instance-<id>` per container that has
+#               chains of its own (after its first `net in` or `net out`);
+#               the last rule sends every other container's traffic to
+#               warden-default; traffic to a container from elsewhere (not
+#               from w-+) is accepted.
 #             filter warden-default: the end of every per-container chain:
 #               ESTABLISHED,RELATED accept; ALLOW_NETWORKS accept;
 #               DENY_NETWORKS drop; everything else accept.
@@ -24,8 +28,9 @@
 #               traffic from POOL_NETWORK leaving through a non-w-+ interface.
 #           Per-container chains and their jumps survive a setup (containers
 #           outlive the daemon); the jumps from the built-in chains exist once.
+#           The directory of net.sh's markers exists.
 #           teardown: no warden-* chain (per-container ones included) and no
-#           jump to one in filter or nat. ip_forward is left as it is.
+#           jump to one in filter or nat; no marker. ip_forward is left as it is.
 # Failure:  exits non-zero with iptables-restore's message; each table is one
 #           transaction, so a failed table is unchanged. Both commands may be
 #           run again at any time.
@@ -37,6 +42,7 @@ case $0 in */*) cd -P "${0%/*}" ;; esac
 . ./common.sh
 
 restore=${IPTABLES_RESTORE:-iptables-restore}
+markers=${WARDEN_NET_MARKERS:-/run/warden/net}
 save=${IPTABLES_SAVE:-${restore%-restore}-save}
 nl='
 '
@@ -96,6 +102,7 @@ case ${1:-} in
   setup)
     [ -n "${POOL_NETWORK:-}" ] || warden_die "POOL_NETWORK (the containers' cidr) is not set"
     printf '1\n' >/proc/sys/net/ipv4/ip_forward
+    [ -d "$markers" ] || mkdir -p "$markers"
     scan keep
 
     # Declaring a chain (":name - [0:0]") creates it, or flushes it if it
@@ -111,6 +118,9 @@ case ${1:-} in
     done
     filter="$filter-A warden-default -j ACCEPT$nl"
     filter="$filter-I warden-forward 1 -o w-+ ! -i w-+ -j ACCEPT$nl"
+    # Last: containers without chains of their own (per-container jumps are
+    # inserted above it).
+    filter="$filter-A warden-forward -i w-+ -g warden-default$nl"
     filter="$filter-I FORWARD 1 -i w-+ -j warden-forward$nl"
     filter="$filter-I FORWARD 2 -o w-+ -j warden-forward$nl"
 
@@ -148,6 +158,13 @@ $nat_cleanup
 COMMIT
 EOF
     fi
+    # Every per-container chain is gone: so are the reasons for the markers.
+    for m in "$markers"/*; do
+      if [ -e "$m" ]; then
+        rm -f "$markers"/*
+        break
+      fi
+    done
     ;;
 
   *)

@@ -9,13 +9,18 @@
 # Inputs:   etc/config (id, network_host_iface, network_container_ip); the
 #           env variables above; IPTABLES_RESTORE (default iptables-restore,
 #           whatever the host's alternatives pick: e.g. iptables-legacy-restore)
-#           and IPTABLES_SAVE (default: the matching -save).
-# Leaves:   setup: filter chain warden-instance-<id> ending in
-#           `-j warden-default`, entered by `-A warden-forward -i <host iface>
-#           -g warden-instance-<id>`; nat chain warden-instance-<id>, entered
-#           by `-A warden-prerouting -j warden-instance-<id>`. in: a DNAT rule
-#           in the nat chain. out: ACCEPT rules at the top of the filter chain.
-#           teardown: no rule, chain or jump of this id in filter and nat.
+#           and IPTABLES_SAVE (default: the matching -save); the marker file
+#           $WARDEN_NET_MARKERS/<id> (default /run/warden/net, made by
+#           net-host.sh setup): it exists while this id may have chains.
+# Leaves:   A container starts without chains of its own: warden-forward
+#           sends its traffic to warden-default (net-host.sh). The first `in`
+#           or `out` makes the marker, then filter chain warden-instance-<id>
+#           ending in `-j warden-default`, entered by `-I warden-forward -i
+#           <host iface> -g warden-instance-<id>`, and nat chain
+#           warden-instance-<id>, entered by `-A warden-prerouting -j
+#           warden-instance-<id>`. in: a DNAT rule in the nat chain. out:
+#           ACCEPT rules at the top of the filter chain. setup and teardown:
+#           no rule, chain or jump of this id in filter and nat, no marker.
 # Failure:  exits non-zero with iptables-restore's message. Every call is one
 #           iptables-restore --noflush transaction per table, so a failed call
 #           changes nothing in the table it failed on; setup and teardown may
@@ -78,46 +83,76 @@ check_number() { # NAME VALUE
   case $2 in '' | *[!0-9]*) warden_die "$1 must be a number, got '$2'" ;; esac
 }
 
-case ${1:-} in
-  setup)
-    fresh_filter="-N $chain
+marker=${WARDEN_NET_MARKERS:-/run/warden/net}/$id
+
+# Chains are made at the first `in` or `out`, not at setup: on nf_tables each
+# transaction that deletes anything waits for the kernel (~15 ms here), and
+# every destroy would pay that for chains holding only `-j warden-default`.
+fresh_filter="-N $chain
 -A $chain -j warden-default
--A warden-forward -i $network_host_iface -g $chain
-"
-    fresh_nat="-N $chain
--A warden-prerouting -j $chain
-"
-    # Fast path, one process: a new handle has no chains yet (-N fails if a
-    # stale one exists, and the transaction with it).
-    if ! apply 2>/dev/null <<EOF; then
+-I warden-forward 1 -i $network_host_iface -g $chain"
+fresh_nat="-N $chain
+-A warden-prerouting -j $chain"
+
+# ensure_chains FILTER_RULES NAT_RULES: add the rules in one transaction per
+# table, making this id's chains first when the marker says there are none.
+# The marker is written before the chains, so there are never chains without
+# a marker; a marker without (all) chains, left by a failure in between, is
+# repaired here and is harmless to teardown.
+ensure_chains() {
+  if [ -e "$marker" ]; then
+    if apply <<EOF; then
+*filter
+$1
+COMMIT
+*nat
+$2
+COMMIT
+EOF
+      return 0
+    fi
+    stale_cleanup
+    # Both chains there: the rules themselves were refused (message above).
+    [ -z "$filter_chain" ] || [ -z "$nat_chain" ] || exit 1
+  else
+    : >"$marker" || warden_die "cannot write $marker (has net-host.sh setup run on this host?)"
+    # Fast path, one process: no chains of this id yet (-N fails if a stale
+    # one exists, and the transaction with it).
+    if apply 2>/dev/null <<EOF; then
 *filter
 $fresh_filter
+$1
 COMMIT
 *nat
 $fresh_nat
+$2
 COMMIT
 EOF
-      # Stale rules of an earlier container with this handle, or a half-
-      # finished setup: remove them and set up again, one transaction per
-      # table.
-      stale_cleanup
-      apply <<EOF || warden_die "setup failed (has net-host.sh setup run on this host?)"
+      return 0
+    fi
+    stale_cleanup
+  fi
+  # Stale rules of an earlier container with this handle, or a half-finished
+  # call: remove them and start again, one transaction per table.
+  apply <<EOF || warden_die "making the chains of $id failed (has net-host.sh setup run on this host?)"
 *filter
 $filter_cleanup
 $fresh_filter
+$1
 COMMIT
 *nat
 $nat_cleanup
 $fresh_nat
+$2
 COMMIT
 EOF
-    fi
-    ;;
+}
 
-  teardown)
-    # Fast path: exactly what setup made. If anything is missing (teardown
-    # ran before, setup was half-finished), look at what is there.
-    if ! apply 2>/dev/null <<EOF; then
+# remove_chains: no rule, chain or jump of this id, then no marker.
+remove_chains() {
+  # Fast path: exactly what ensure_chains made. If anything is missing (a
+  # half-finished call, or this ran before), look at what is there.
+  if ! apply 2>/dev/null <<EOF; then
 *filter
 -D warden-forward -i $network_host_iface -g $chain
 -F $chain
@@ -129,9 +164,9 @@ COMMIT
 -X $chain
 COMMIT
 EOF
-      stale_cleanup
-      if [ -n "$filter_cleanup$nat_cleanup" ]; then
-        apply <<EOF
+    stale_cleanup
+    if [ -n "$filter_cleanup$nat_cleanup" ]; then
+      apply <<EOF
 *filter
 $filter_cleanup
 COMMIT
@@ -139,7 +174,17 @@ COMMIT
 $nat_cleanup
 COMMIT
 EOF
-      fi
+    fi
+  fi
+  rm -f "$marker"
+}
+
+case ${1:-} in
+  setup | teardown)
+    # setup: only what an earlier container with this handle left, if its
+    # teardown failed. Without a marker neither starts a process.
+    if [ -e "$marker" ]; then
+      remove_chains
     fi
     ;;
 
@@ -148,11 +193,7 @@ EOF
     check_number CONTAINER_PORT "${CONTAINER_PORT:-}"
     # warden-prerouting is entered from PREROUTING (other hosts) and OUTPUT
     # (this host) for destinations of type LOCAL only (net-host.sh).
-    apply <<EOF
-*nat
--A $chain -p tcp --dport $HOST_PORT -j DNAT --to-destination $network_container_ip:$CONTAINER_PORT
-COMMIT
-EOF
+    ensure_chains "" "-A $chain -p tcp --dport $HOST_PORT -j DNAT --to-destination $network_container_ip:$CONTAINER_PORT"
     ;;
 
   out)
@@ -168,11 +209,7 @@ EOF
     fi
     # Inserted at the top: before the final jump to warden-default, whose
     # deny_networks would drop it.
-    apply <<EOF
-*filter
-$rules
-COMMIT
-EOF
+    ensure_chains "$rules" ""
     ;;
 
   *)

@@ -54,6 +54,9 @@ pub struct Container {
     /// Host pid of the container's PID 1 (wshd).
     pub init_pid: i32,
     inner: Mutex<Inner>,
+    /// Held across each `net.sh in|out`: the first of them makes the container's chains,
+    /// and two at once would both try.
+    net_lock: tokio::sync::Mutex<()>,
 }
 
 struct Inner {
@@ -228,6 +231,7 @@ impl Container {
             .map_err(|e| Error::PoolExhausted(e.to_string()))?;
         let p = port.to_string();
         let env = [("HOST_PORT", p.as_str()), ("CONTAINER_PORT", p.as_str())];
+        let _serial = self.net_lock.lock().await;
         if let Err(e) = net_script(&self.dir, "in", env).await {
             daemon.pools().ports.release(port);
             return Err(e);
@@ -240,6 +244,7 @@ impl Container {
         self.require_active("net out")?;
         let network = rule.network.to_string();
         let port = rule.port.map(|p| p.to_string()).unwrap_or_default();
+        let _serial = self.net_lock.lock().await;
         net_script(
             &self.dir,
             "out",
@@ -420,6 +425,7 @@ pub async fn create(
                 refs: 0,
                 generation: 0,
             }),
+            net_lock: tokio::sync::Mutex::new(()),
         }),
         Err(e) => {
             warn!("create-failed-cleanup handle={handle} error={e}");
