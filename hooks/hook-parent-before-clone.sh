@@ -11,7 +11,9 @@
 #           mnt/; the bind mounts inside mnt/; in the overlay: user_name's uid
 #           and gid = user_uid in etc/passwd and etc/group, its home owned by
 #           it, etc/hostname, etc/hosts, etc/resolv.conf.
-#           run/parent.fstab (and run/parent-binds.fstab): what was mounted.
+#           run/parent.fstab (and run/parent-binds.fstab): what was mounted;
+#           run/loop: the loop device under disk/ (the daemon waits for its
+#           release at destroy).
 # Failure:  wshd exits non-zero and its mount namespace (all of the above
 #           but disk.img) goes away with it; the daemon destroys the
 #           container. Running it again is safe: mounted things are skipped,
@@ -118,6 +120,13 @@ if ! mount -a -T run/parent.fstab; then
   make_disk
   mount -a -T run/parent.fstab
 fi
+
+# The loop device mount chose, from the mount table (no process).
+while read -r src target _rest; do
+  if [ "$target" = "$e/disk" ]; then
+    printf '%s\n' "$src" >run/loop
+  fi
+done </proc/self/mounts
 
 if [ -n "$file_targets" ]; then
   while IFS= read -r dst; do

@@ -6,9 +6,13 @@
 # Leaves:   no host veth end network_host_iface; mnt/ and disk/ not mounted
 #           in the host's mount namespace (only a stage run by hand outside
 #           a private namespace leaves them there); no loop device backing
-#           disk.img; no disk.img. The directory itself stays: the caller
+#           disk.img. The directory itself stays, disk.img in it: the caller
 #           removes it (never before this succeeded: with mnt/ still mounted
 #           a recursive delete would go into the root file system).
+#           Normally there is nothing left to do: the kernel removes the veth
+#           pair with the container's network namespace and releases the loop
+#           device with its mount namespace, and the daemon waits for both
+#           before it runs this. Then this starts no process.
 # Failure:  exits non-zero with the reason; it is safe to run again, as often
 #           as needed, after a complete or a half-finished start.
 # Edit:     undo here whatever you added to the other stages on the host.
@@ -40,9 +44,19 @@ if warden_is_mounted "$d/disk"; then
 fi
 
 # Loop devices still backed by disk.img (sysfs gives what `losetup -j`
-# reads, without a process). A busy one is detached when its last user
-# lets go (autoclear).
-for f in /sys/block/loop*/loop/backing_file; do
+# reads, without a process): the one the first stage recorded, else any (a
+# host may have hundreds). A busy one is detached when its last user lets
+# go (autoclear).
+# shellcheck disable=SC2125 # expanded (globbed) in the for below
+loops=/sys/block/loop*/loop/backing_file
+if [ -f run/loop ] && read -r dev <run/loop; then
+  case ${dev#/dev/loop} in
+    '' | *[!0-9]*) ;; # not /dev/loopN: look at all of them
+    *) loops=/sys/block/${dev#/dev/}/loop/backing_file ;;
+  esac
+fi
+# shellcheck disable=SC2086 # a glob, on purpose
+for f in $loops; do
   [ -f "$f" ] || continue
   read -r backing <"$f" || continue
   case $backing in
@@ -53,9 +67,5 @@ for f in /sys/block/loop*/loop/backing_file; do
       ;;
   esac
 done
-
-if [ -e disk.img ]; then
-  rm -f disk.img
-fi
 
 # ---- EDIT: undo your own host-side additions below. ----

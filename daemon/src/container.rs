@@ -25,7 +25,7 @@ use crate::error::{bad, io, Error, Result};
 use crate::jobs::{Job, JobId};
 use crate::pool::Subnet;
 use crate::protocol::{CreateOptions, NetOutRule};
-use crate::{copy, scripts};
+use crate::{copy, netlink, scripts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -318,12 +318,8 @@ impl Container {
             i.state = State::Destroying;
             std::mem::take(&mut i.ports)
         };
-        let sock = self.socket();
-        let grace = daemon.stop_grace();
-        let t = Instant::now();
-        let _ = tokio::task::spawn_blocking(move || client::stop(&sock, grace)).await;
-        step_done("destroy", &self.handle, "stop", t);
-        let result = teardown(&self.dir, Some(self.init_pid), &self.cgroup).await;
+        let stop = Some(daemon.stop_grace());
+        let result = teardown_stopping(&self.dir, Some(self.init_pid), &self.cgroup, stop).await;
         let mut p = daemon.pools();
         for port in ports {
             p.ports.release(port);
@@ -674,9 +670,40 @@ fn kill_init(pid: i32) {
 /// and on one already torn down; every step runs even if an earlier one failed, and the
 /// first error is returned.
 pub async fn teardown(dir: &Path, init_pid: Option<i32>, cgroup: &ContainerCgroup) -> Result<()> {
+    teardown_stopping(dir, init_pid, cgroup, None).await
+}
+
+/// How long a destroy waits for the kernel to remove the container's veth pair (with its
+/// network namespace) and release its loop device (with its mount namespace) before
+/// `teardown.sh` deletes them (something else may hold a namespace: a process that entered
+/// it, a bind mount of it).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// True while the loop device `dev` (as the hook wrote it in `run/loop`: `/dev/loopN`) is
+/// bound to `backing`.
+fn loop_bound(dev: &str, backing: &Path) -> bool {
+    let name = dev.trim().trim_start_matches("/dev/");
+    if name.is_empty() || name.contains('/') {
+        return false;
+    }
+    fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
+        .map(|f| f.starts_with(&*backing.to_string_lossy()))
+        .unwrap_or(false)
+}
+
+/// [`teardown`], first stopping the container's processes (TERM, then KILL after `stop`)
+/// if a grace time is given. The firewall goes at the same time as the processes: a
+/// container without its own chains gets warden-forward's default policy, so nothing opens
+/// meanwhile (hooks/README.md, "Firewall model").
+async fn teardown_stopping(
+    dir: &Path,
+    init_pid: Option<i32>,
+    cgroup: &ContainerCgroup,
+    stop: Option<Duration>,
+) -> Result<()> {
     let started = Instant::now();
     let handle = dir.file_name().unwrap_or_default().to_string_lossy();
-    let t = Instant::now();
+    let configured = dir.join("etc/config").exists();
     let pid = init_pid.or_else(|| {
         fs::read_to_string(dir.join("run/wshd.pid"))
             .ok()?
@@ -684,10 +711,55 @@ pub async fn teardown(dir: &Path, init_pid: Option<i32>, cgroup: &ContainerCgrou
             .parse()
             .ok()
     });
-    if let Some(pid) = pid {
-        let _ = tokio::task::spawn_blocking(move || kill_init(pid)).await;
-        step_done("destroy", &handle, "kill", t);
-    }
+    let firewall = async {
+        if !configured {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let r = net_script(dir, "teardown", []).await;
+        step_done("destroy", &handle, "net", t);
+        r
+    };
+    let processes = async {
+        if let Some(grace) = stop {
+            let t = Instant::now();
+            let sock = dir.join("run/wshd.sock");
+            let _ = tokio::task::spawn_blocking(move || client::stop(&sock, grace)).await;
+            step_done("destroy", &handle, "stop", t);
+        }
+        if let Some(pid) = pid {
+            let t = Instant::now();
+            let veth = PathBuf::from(format!("/sys/class/net/w-{handle}-0"));
+            let loop_dev = fs::read_to_string(dir.join("run/loop")).unwrap_or_default();
+            let backing = dir.join("disk.img");
+            let h = handle.to_string();
+            let _ = tokio::task::spawn_blocking(move || {
+                // Subscribed before the kill, so that no removal is missed.
+                let events: Vec<_> = [netlink::Events::links(), netlink::Events::uevents()]
+                    .into_iter()
+                    .filter_map(|e| e.ok())
+                    .collect();
+                kill_init(pid);
+                step_done("destroy", &h, "kill", t);
+                let t = Instant::now();
+                let released = || !veth.exists() && !loop_bound(&loop_dev, &backing);
+                if !netlink::wait_until(&events, RELEASE_TIMEOUT, released) {
+                    info!("release-slow handle={h}: teardown.sh deletes the veth and loop device");
+                }
+                step_done("destroy", &h, "release", t);
+            })
+            .await;
+        }
+        if !configured {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let teardown_sh = dir.join("lib/teardown.sh");
+        let r = scripts::run(&teardown_sh, &[], dir, std::iter::empty::<(&str, &str)>()).await;
+        step_done("destroy", &handle, "teardown-sh", t);
+        r
+    };
+    let (net, rest) = tokio::join!(firewall, processes);
     let mut first_err: Option<Error> = None;
     let mut keep = |r: Result<()>| {
         if let Err(e) = r {
@@ -695,25 +767,8 @@ pub async fn teardown(dir: &Path, init_pid: Option<i32>, cgroup: &ContainerCgrou
             first_err.get_or_insert(e);
         }
     };
-    if dir.join("etc/config").exists() {
-        let teardown_sh = dir.join("lib/teardown.sh");
-        let t = Instant::now();
-        let (net, rest) = tokio::join!(
-            async {
-                let r = net_script(dir, "teardown", []).await;
-                step_done("destroy", &handle, "net", t);
-                r
-            },
-            async {
-                let r =
-                    scripts::run(&teardown_sh, &[], dir, std::iter::empty::<(&str, &str)>()).await;
-                step_done("destroy", &handle, "teardown-sh", t);
-                r
-            }
-        );
-        keep(net);
-        keep(rest);
-    }
+    keep(net);
+    keep(rest);
     let t = Instant::now();
     keep(cgroup.remove().map_err(Error::from));
     step_done("destroy", &handle, "cgroup", t);
