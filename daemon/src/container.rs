@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -585,9 +585,34 @@ fn prepare_dir(
     }
     let p = dir.join("etc/bind_mounts");
     fs::write(&p, mounts).map_err(io("write", &p))?;
+    prepare_home(&s.container_rootfs_path, dir, uid)?;
     fs::set_permissions(dir.join("run"), fs::Permissions::from_mode(0o700))
         .map_err(io("chmod", dir))?;
     Ok(())
+}
+
+/// Makes `disk/upper/<home>` owned by `uid`, what `hook-parent-before-clone.sh` would
+/// otherwise make with `install` (a process, 2-3 ms) before `mkfs.ext4 -d disk` copies it
+/// into the scratch disk: the overlay then shows the user's home with that owner. The home
+/// is the user's in the base's `etc/passwd`; without one, the hook says what is wrong.
+fn prepare_home(rootfs: &Path, dir: &Path, uid: u32) -> Result<()> {
+    let Ok(passwd) = fs::read_to_string(rootfs.join("etc/passwd")) else {
+        return Ok(());
+    };
+    let home = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 7 && f[0] == USER).then(|| f[5].to_string())
+    });
+    let Some(home) = home.filter(|h| h.starts_with('/') && !h.contains("..")) else {
+        return Ok(());
+    };
+    let p = dir.join("disk/upper").join(home.trim_start_matches('/'));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&p)
+        .map_err(io("create", &p))?;
+    std::os::unix::fs::chown(&p, Some(uid), Some(uid)).map_err(io("chown", &p))
 }
 
 /// Starts wshd on the container directory and waits until it reports the container ready.

@@ -94,7 +94,12 @@ impl Hook {
     }
 
     /// Runs the hook to its end.
-    pub fn run(mut self) -> Result<()> {
+    pub fn run(self) -> Result<()> {
+        self.start()?.wait()
+    }
+
+    /// Starts the hook; [`Running::wait`] ends it. What wshd does meanwhile runs beside it.
+    pub fn start(mut self) -> Result<Running> {
         let stage = self.stage;
         let started = std::time::Instant::now();
         log::debug!(
@@ -106,7 +111,7 @@ impl Hook {
             .as_fd()
             .try_clone_to_owned()
             .map_err(io("dup stderr"))?;
-        let mut child = self
+        let child = self
             .command
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
@@ -114,7 +119,28 @@ impl Hook {
             .spawn()
             .map_err(io(format!("run {}", self.shown.display())))
             .map_err(stage.fail())?;
-        let mut pipe = child.stderr.take().expect("stderr is piped");
+        Ok(Running {
+            stage,
+            child,
+            shown: self.shown,
+            started,
+        })
+    }
+}
+
+/// A hook that was started and not yet waited for.
+pub struct Running {
+    stage: Stage,
+    child: std::process::Child,
+    shown: PathBuf,
+    started: std::time::Instant,
+}
+
+impl Running {
+    /// Relays the hook's output to wshd's stderr until it ends, then reports how it ended.
+    pub fn wait(mut self) -> Result<()> {
+        let stage = self.stage;
+        let mut pipe = self.child.stderr.take().expect("stderr is piped");
         let mut tail = Vec::new();
         let mut buf = [0u8; 4096];
         let mut stderr = std::io::stderr();
@@ -132,7 +158,8 @@ impl Hook {
                 Err(e) => return Err(stage.fail()(io("read hook stderr")(e))),
             }
         }
-        let status = child
+        let status = self
+            .child
             .wait()
             .map_err(io(format!("wait for {}", self.shown.display())))
             .map_err(stage.fail())?;
@@ -140,7 +167,7 @@ impl Hook {
         log::debug!(
             "hook-done stage={} took_ms={:.1} status={status}",
             stage.name(),
-            started.elapsed().as_secs_f64() * 1e3
+            self.started.elapsed().as_secs_f64() * 1e3
         );
         if status.success() {
             Ok(())

@@ -4,8 +4,8 @@
 //! parent (host; after unshare(NEWNS), / rslave)     child (NEWPID|NEWNET|NEWNS|NEWUTS|NEWIPC)
 //! bind+listen run/wshd.sock
 //! hook-parent-before-clone.sh (disk, overlay at mnt/,
-//!                              bind mounts, vcap's uid)
-//! join --cgroup DIRs
+//!                              bind mounts, vcap's uid),
+//!   and while it runs: join --cgroup DIRs
 //! clone ──────────────────────────────────────────▶ go.wait()
 //! write run/wshd.pid
 //! PID=<pid> hook-parent-after-clone.sh (veth)
@@ -89,13 +89,13 @@ pub fn run(args: &Args) -> Result<()> {
 fn start(dirs: &Dirs, listener: UnixListener) -> Result<()> {
     let stage = Stage::ParentBeforeClone;
     mount::private_namespace().map_err(stage.fail())?;
-    Hook::new(stage, &dirs.lib).cwd(&dirs.container).run()?;
-    for dir in &dirs.cgroups {
-        let procs = dir.join("cgroup.procs");
-        fs::write(&procs, std::process::id().to_string())
-            .map_err(io(format!("write {}", procs.display())))
-            .map_err(stage.fail())?;
-    }
+    let hook = Hook::new(stage, &dirs.lib).cwd(&dirs.container).start()?;
+    // Joined while the hook runs (it stays where wshd was started: not charged to the
+    // container). The first write to a cgroup.procs can wait for an RCU grace period
+    // (cgroup_threadgroup_rwsem), 8-20 ms here: beside the hook, it costs nothing.
+    let joined = join_cgroups(&dirs.cgroups).map_err(stage.fail());
+    hook.wait()?;
+    joined?;
 
     let (go_wait, go) = barrier::new()?;
     let (ready, ready_signal) = barrier::new()?;
@@ -112,6 +112,17 @@ fn start(dirs: &Dirs, listener: UnixListener) -> Result<()> {
             parent(dirs, pid, go, ready)
         }
     }
+}
+
+/// Moves wshd into each of `dirs` (a cgroup per v1 hierarchy, or one on v2); the container
+/// inherits them at the clone.
+fn join_cgroups(dirs: &[std::path::PathBuf]) -> Result<()> {
+    for dir in dirs {
+        let procs = dir.join("cgroup.procs");
+        fs::write(&procs, std::process::id().to_string())
+            .map_err(io(format!("write {}", procs.display())))?;
+    }
+    Ok(())
 }
 
 /// errno turned into advice where the kernel is the likely cause (bubblewrap does this too).
