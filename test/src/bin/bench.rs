@@ -29,8 +29,13 @@ use warden_test::bench::stats::{ratios, Summary};
 use warden_test::bench::{host, steps};
 use warden_test::daemon_env::{assert_root, repo_root, rootfs, Client, Daemon};
 
-/// Our pool: 10.252.0.0/21, handles 0afc0000..0afc07fc (prefix "0afc0").
-const NETWORK: &str = "  pool_start_address: 10.252.0.0\n  pool_size: 512\nuser:\n  pool_start_uid: 20000\n  pool_size: 512";
+/// Our pool: 10.252.0.0/21, handles 0afc0000..0afc07fc (prefix "0afc0"). The firewall
+/// policy (host-wide: net-host.sh rebuilds warden-default at every daemon start) is the
+/// integration tests' own, so that a bench run beside `make test` does not change theirs;
+/// it costs a create nothing (containers get their own chains only with `net in|out`).
+const NETWORK: &str = "  pool_start_address: 10.252.0.0\n  pool_size: 512\n  \
+deny_networks: [10.253.0.0/16]\n  allow_networks: [10.253.201.0/30]\n\
+user:\n  pool_start_uid: 20000\n  pool_size: 512";
 const HANDLE_PREFIX: &str = "0afc0";
 const RUNTIMES: [&str; 2] = ["crun", "runc"];
 
@@ -809,6 +814,7 @@ fn describe(kind: &str, step: &str) -> String {
         ("create", "hook-child-after-pivot") => "  child-after-pivot",
         ("destroy", "stop") => "stop: TERM, wait",
         ("destroy", "kill") => "kill: PID 1 killed, exited",
+        ("destroy", "release") => "release: veth and loop device gone",
         ("destroy", "net") => "net: net.sh teardown (firewall)",
         ("destroy", "teardown-sh") => "teardown-sh: teardown.sh",
         ("destroy", "cgroup") => "cgroup: removed",
