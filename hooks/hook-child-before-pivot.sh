@@ -27,6 +27,19 @@ case $0 in */*) cd -P "${0%/*}/.." ;; *) cd -P .. ;; esac
 # shellcheck source=/dev/null
 . ./lib/common.sh
 
+# Identity and network first. /proc/sys is per namespace: these writes reach
+# the container's UTS and network namespaces. `ip` needs nothing of the mounts
+# below: it runs beside them (a process less on the way to ready).
+printf '%s\n' "$id" >/proc/sys/kernel/hostname
+printf '0 2147483647\n' >/proc/sys/net/ipv4/ping_group_range
+ip -batch - <<EOF &
+link set lo up
+link set $network_container_iface mtu $network_mtu up
+address replace $network_container_ip/$network_prefix_len dev $network_container_iface
+route replace default via $network_host_ip dev $network_container_iface
+EOF
+ip_pid=$!
+
 warden_escape "$PWD/mnt"
 m=$warden_escaped
 
@@ -63,15 +76,6 @@ else
   ln -sfn /proc/self/fd/2 mnt/dev/stderr
 fi
 
-# Identity and network. /proc/sys is per namespace: these writes reach the
-# container's UTS and network namespaces.
-printf '%s\n' "$id" >/proc/sys/kernel/hostname
-printf '0 2147483647\n' >/proc/sys/net/ipv4/ping_group_range
-ip -batch - <<EOF
-link set lo up
-link set $network_container_iface mtu $network_mtu up
-address replace $network_container_ip/$network_prefix_len dev $network_container_iface
-route replace default via $network_host_ip dev $network_container_iface
-EOF
+wait "$ip_pid" || warden_die "ip -batch failed (see above): network not set up"
 
 # ---- EDIT: add your own devices, sysctls or routes below. ----
