@@ -22,13 +22,47 @@ const RTMGRP_LINK: u32 = 1;
 /// The kernel's uevent multicast group (what udev listens to).
 const UEVENT_KERNEL: u32 = 1;
 
-/// A netlink socket subscribed to one kind of kernel event.
+/// A netlink socket subscribed to one kind of kernel event, and which of its messages are
+/// worth looking again for (a busy host sends many).
 pub struct Events {
     socket: OwnedFd,
+    relevant: fn(&[u8]) -> bool,
+}
+
+/// Message type of a removed link (linux/rtnetlink.h), after the 4-byte length in each
+/// `struct nlmsghdr`.
+const RTM_DELLINK: u16 = 17;
+
+/// True if the rtnetlink messages in `buf` include a link's removal.
+fn link_removed(buf: &[u8]) -> bool {
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+        let kind = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap());
+        if kind == RTM_DELLINK {
+            return true;
+        }
+        if len < 16 {
+            break;
+        }
+        // Messages are aligned to 4 bytes (NLMSG_ALIGN).
+        off += (len + 3) & !3;
+    }
+    false
+}
+
+/// True for a uevent (`ACTION@DEVPATH\0KEY=VALUE\0...`) about a loop device.
+fn loop_event(buf: &[u8]) -> bool {
+    let head = buf.split(|&b| b == 0).next().unwrap_or_default();
+    head.windows(11).any(|w| w == b"/block/loop")
 }
 
 impl Events {
-    fn subscribe(protocol: SockProtocol, groups: u32) -> std::io::Result<Events> {
+    fn subscribe(
+        protocol: SockProtocol,
+        groups: u32,
+        relevant: fn(&[u8]) -> bool,
+    ) -> std::io::Result<Events> {
         let socket = socket(
             AddressFamily::Netlink,
             SockType::Raw,
@@ -36,39 +70,47 @@ impl Events {
             protocol,
         )?;
         bind(socket.as_raw_fd(), &NetlinkAddr::new(0, groups))?;
-        Ok(Events { socket })
+        Ok(Events { socket, relevant })
     }
 
     /// Network interfaces added, changed or removed.
     pub fn links() -> std::io::Result<Events> {
-        Events::subscribe(SockProtocol::NetlinkRoute, RTMGRP_LINK)
+        Events::subscribe(SockProtocol::NetlinkRoute, RTMGRP_LINK, link_removed)
     }
 
     /// Devices changed: among them a loop device that lets go of its file.
     pub fn uevents() -> std::io::Result<Events> {
-        Events::subscribe(SockProtocol::NetlinkKObjectUEvent, UEVENT_KERNEL)
+        Events::subscribe(
+            SockProtocol::NetlinkKObjectUEvent,
+            UEVENT_KERNEL,
+            loop_event,
+        )
     }
 
-    /// Reads and drops what has arrived. Overflow (events lost) is fine: the caller looks
-    /// again anyway.
-    fn drain(&self, buf: &mut [u8]) {
+    /// Reads what has arrived; true if any of it is relevant, or if events were lost
+    /// (overflow) or cannot be read: then the caller must look again.
+    fn drain(&self, buf: &mut [u8]) -> bool {
+        let mut relevant = false;
         loop {
             match recv(self.socket.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
-                Ok(_) | Err(Errno::ENOBUFS) | Err(Errno::EINTR) => {}
-                Err(_) => return,
+                Ok(n) => relevant |= (self.relevant)(&buf[..n]),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return relevant,
+                Err(_) => return true,
             }
         }
     }
 }
 
-/// Waits until `done()` holds, looking again after each event on any of `events`, for at
-/// most `timeout`. Subscribe before whatever starts the change, so none is missed. True if
-/// `done()` held in time.
+/// Waits until `done()` holds, looking again after each relevant event on any of `events`,
+/// for at most `timeout`. Subscribe before whatever starts the change, so none is missed.
+/// True if `done()` held in time.
 pub fn wait_until(events: &[Events], timeout: Duration, done: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 16 * 1024];
+    let mut look = true;
     loop {
-        if done() {
+        if look && done() {
             return true;
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -84,8 +126,12 @@ pub fn wait_until(events: &[Events], timeout: Duration, done: impl Fn() -> bool)
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => return done(),
         }
+        look = false;
         for e in events {
-            e.drain(&mut buf);
+            look |= e.drain(&mut buf);
+        }
+        if Instant::now() >= deadline {
+            return done();
         }
     }
 }
@@ -93,6 +139,28 @@ pub fn wait_until(events: &[Events], timeout: Duration, done: impl Fn() -> bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rtnl(kind: u16) -> Vec<u8> {
+        let mut m = 32u32.to_ne_bytes().to_vec();
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.resize(32, 0);
+        m
+    }
+
+    #[test]
+    fn relevant_messages() {
+        let mut two = rtnl(16); // RTM_NEWLINK
+        assert!(!link_removed(&two));
+        two.extend(rtnl(RTM_DELLINK));
+        assert!(link_removed(&two));
+        assert!(loop_event(
+            b"change@/devices/virtual/block/loop7\0ACTION=change\0"
+        ));
+        assert!(!loop_event(
+            b"add@/devices/virtual/net/w-0afc0004-0\0ACTION=add\0"
+        ));
+        assert!(!loop_event(b"add@/devices/x\0DEVPATH=/block/loop1\0"));
+    }
 
     #[test]
     fn returns_at_once_when_done_and_times_out_otherwise() {
