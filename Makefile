@@ -42,7 +42,7 @@ test-v2: deps
 	test/v2/test-v2.sh
 
 # wardend against crun and runc (installed from Debian when missing), side by side in one
-# run, as root, in 2-3 minutes: prints the table and writes target/bench/latest.json.
+# run, as root, in about 1.5 minutes: prints the table and writes target/bench/latest.json.
 # `target/release/bench --help` for the options (iterations, levels, clients).
 .PHONY: bench
 bench: deps
