@@ -539,11 +539,15 @@ fn prepare_dir(
     }
     let lib = dir.join("lib");
     let hooks = &daemon.paths.hooks;
-    for e in fs::read_dir(hooks).map_err(io("read", hooks))? {
-        let e = e.map_err(io("read", hooks))?;
-        if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
-            let to = lib.join(e.file_name());
-            fs::copy(e.path(), &to).map_err(io("copy hook to", &to))?;
+    {
+        // No process may start while these are open for writing (scripts::EXEC_FILES).
+        let _writing = scripts::writing_executables();
+        for e in fs::read_dir(hooks).map_err(io("read", hooks))? {
+            let e = e.map_err(io("read", hooks))?;
+            if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                let to = lib.join(e.file_name());
+                fs::copy(e.path(), &to).map_err(io("copy hook to", &to))?;
+            }
         }
     }
     let s = &daemon.config.server;
@@ -642,10 +646,15 @@ async fn start_wshd(
         .stdout(log)
         .stderr(log2)
         .kill_on_drop(true);
-    let status = cmd.status().await.map_err(|e| Error::Step {
+    let failed = |e: std::io::Error| Error::Step {
         step: "start wshd",
         message: format!("{}: {e}", daemon.paths.wshd.display()),
-    })?;
+    };
+    let mut child = {
+        let _exec = scripts::spawning();
+        cmd.spawn().map_err(failed)?
+    };
+    let status = child.wait().await.map_err(failed)?;
     if !status.success() {
         let out = fs::read(&log_path).unwrap_or_default();
         let msg = scripts::tail(&out, 2048);

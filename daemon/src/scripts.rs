@@ -5,6 +5,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use log::debug;
@@ -15,6 +16,24 @@ use crate::error::{io, Error, Result};
 /// How much of a failed script's stderr goes into the error message.
 const STDERR_TAIL: usize = 2048;
 
+/// Keeps the daemon from starting a process while it writes a file that it (or wshd) will
+/// execute. A process started by one thread gets a copy of every fd of the daemon, a file
+/// being written by another thread included, and keeps it until its exec; executing that
+/// file meanwhile fails with ETXTBSY ("Text file busy"). Starting a process holds this
+/// shared ([`spawning`]) until the child has exec'd (`spawn` returns then); writing hooks
+/// into a container's `lib/` holds it exclusively ([`writing_executables`]).
+static EXEC_FILES: RwLock<()> = RwLock::new(());
+
+/// Held while a child process is started.
+pub fn spawning() -> RwLockReadGuard<'static, ()> {
+    EXEC_FILES.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held while files that will be executed are written.
+pub fn writing_executables() -> RwLockWriteGuard<'static, ()> {
+    EXEC_FILES.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `script args...` with `cwd` as working directory and `env` added to the daemon's
 /// environment (so `DEBUG` and `PATH` pass through). Succeeds on exit status 0.
 pub async fn run<I, K, V>(script: &Path, args: &[&str], cwd: &Path, env: I) -> Result<()>
@@ -24,17 +43,19 @@ where
     V: AsRef<OsStr>,
 {
     let started = Instant::now();
-    let out = Command::new(script)
-        .args(args)
+    let mut cmd = Command::new(script);
+    cmd.args(args)
         .current_dir(cwd)
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(io("run", script))?;
+        .kill_on_drop(true);
+    let child = {
+        let _exec = spawning();
+        cmd.spawn().map_err(io("run", script))?
+    };
+    let out = child.wait_with_output().await.map_err(io("run", script))?;
     let name = format!(
         "{} {}",
         script.file_name().unwrap_or_default().to_string_lossy(),
