@@ -90,6 +90,14 @@ impl Daemon {
         std::fs::read_to_string(self.dir.path().join("wardend.log")).unwrap_or_default()
     }
 
+    /// Destroys `handle` through `c` and asserts that nothing of it is left on the host.
+    pub fn destroy_clean(&self, c: &mut Client, handle: &str) {
+        let pid = init_pid(&self.depot, handle);
+        assert_eq!(c.ok(json!(["destroy", handle])), json!("ok"));
+        let left = leftovers(handle, &self.depot, Some(pid));
+        assert!(left.is_empty(), "destroy of {handle} left: {left:#?}");
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(&self.socket).expect("connect to wardend")
     }
