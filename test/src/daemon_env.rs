@@ -265,3 +265,93 @@ pub fn init_pid(depot: &Path, handle: &str) -> i32 {
         .parse()
         .expect("pid")
 }
+
+/// The runner of the `harness = false` suites (one daemon for many tests): which tests the
+/// command line selects, running them on a few threads, and the closing report.
+pub mod suite {
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use super::Daemon;
+
+    pub type Test<E> = (&'static str, fn(&E));
+
+    /// The tests whose names contain a word of the command line (all, with none).
+    pub fn selected<E>(tests: Vec<Test<E>>) -> Vec<Test<E>> {
+        let words: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        tests
+            .into_iter()
+            .filter(|(n, _)| words.is_empty() || words.iter().any(|w| n.contains(w.as_str())))
+            .collect()
+    }
+
+    /// Runs `tests` on `threads` threads, each test's panic caught and reported; returns the
+    /// number passed and the names of those that failed.
+    pub fn run<E: Sync>(
+        env: &E,
+        tests: Vec<Test<E>>,
+        threads: usize,
+    ) -> (usize, Vec<&'static str>) {
+        println!("\nrunning {} tests", tests.len());
+        let queue = Mutex::new(tests);
+        let results = Mutex::new((0usize, Vec::new()));
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let Some((name, f)) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let started = Instant::now();
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(env)));
+                    let took = started.elapsed().as_secs_f64();
+                    let mut res = results.lock().unwrap();
+                    if r.is_ok() {
+                        println!("test {name} ... ok ({took:.1}s)");
+                        res.0 += 1;
+                    } else {
+                        println!("test {name} ... FAILED ({took:.1}s)");
+                        res.1.push(name);
+                    }
+                });
+            }
+        });
+        results.into_inner().unwrap()
+    }
+
+    /// Stops the suite's daemon (which destroys what is left), then counts as failures its
+    /// exit status and the `problems` that `check` finds on the host afterwards; prints the
+    /// daemon's log tail when anything failed and the closing line `NAME: P passed, F
+    /// failed`, and returns the exit code (the caller drops what else it set up, test hosts
+    /// for instance, before it exits).
+    pub fn finish(
+        name: &str,
+        daemon: &mut Daemon,
+        (passed, failed): (usize, Vec<&str>),
+        check: impl FnOnce() -> Vec<String>,
+    ) -> i32 {
+        let status = daemon.stop();
+        let problems = check();
+        let mut failures = failed.len() + problems.len();
+        for p in problems {
+            println!("{p}");
+        }
+        if !status.success() {
+            println!("wardend exited with {status}");
+            failures += 1;
+        }
+        if failures > 0 {
+            println!("\n--- wardend log (last 200 lines) ---");
+            let log = daemon.log();
+            let lines: Vec<_> = log.lines().collect();
+            for l in &lines[lines.len().saturating_sub(200)..] {
+                println!("{l}");
+            }
+            println!("failed: {failed:?}");
+        }
+        println!("\n{name}: {passed} passed, {failures} failed");
+        i32::from(failures > 0)
+    }
+}

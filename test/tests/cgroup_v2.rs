@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use warden_daemon::cgroup::{Cgroups, Layout};
-use warden_test::daemon_env::{bin_dir, init_pid, leftovers, Client, Daemon};
+use warden_test::daemon_env::{bin_dir, init_pid, leftovers, suite, Client, Daemon};
 
 const PARENT: &str = "/sys/fs/cgroup/warden";
 
@@ -357,7 +357,7 @@ fn a_parent_cgroup_with_processes_in_it_is_refused_with_the_reason(_env: &Env) {
     }
 }
 
-type Test = (&'static str, fn(&Env));
+type Test = suite::Test<Env>;
 
 fn main() {
     warden_test::daemon_env::assert_root();
@@ -397,64 +397,30 @@ fn main() {
             a_parent_cgroup_with_processes_in_it_is_refused_with_the_reason,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let tests: Vec<Test> = tests
-        .into_iter()
-        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
-        .collect();
-    let env = Env {
+    let tests = suite::selected(tests);
+    let mut env = Env {
         daemon: Daemon::start(
             "  container_disk_size_mb: 64\n  container_stop_grace_time: 1\n  container_grace_time: null\n",
             "  pool_start_address: 10.254.192.0\n  pool_size: 16",
         ),
     };
-    println!("\nrunning {} tests", tests.len());
-    let mut passed = 0;
-    let mut failed = Vec::new();
-    for (name, f) in tests {
-        let started = Instant::now();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&env)));
-        let took = started.elapsed().as_secs_f64();
-        if r.is_ok() {
-            println!("test {name} ... ok ({took:.1}s)");
-            passed += 1;
-        } else {
-            println!("test {name} ... FAILED ({took:.1}s)");
-            failed.push(name);
+    let results = suite::run(&env, tests, 1);
+    let code = suite::finish("cgroup_v2", &mut env.daemon, results, || {
+        let left: Vec<_> = std::fs::read_dir(PARENT)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        match left.is_empty() {
+            true => vec![],
+            false => vec![format!(
+                "cgroups left under {PARENT} after shutdown: {left:?}"
+            )],
         }
-    }
-    let mut env = env;
-    let status = env.daemon.stop();
-    let mut failures = failed.len();
-    if !status.success() {
-        println!("wardend exited with {status}");
-        failures += 1;
-    }
-    let left: Vec<_> = std::fs::read_dir(PARENT)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
-    if !left.is_empty() {
-        println!("cgroups left under {PARENT} after shutdown: {left:?}");
-        failures += 1;
-    }
-    if failures > 0 {
-        println!("\n--- wardend log (last 100 lines) ---");
-        let log = env.daemon.log();
-        let lines: Vec<_> = log.lines().collect();
-        for l in &lines[lines.len().saturating_sub(100)..] {
-            println!("{l}");
-        }
-        println!("failed: {failed:?}");
-    }
-    println!("\ncgroup_v2: {passed} passed, {failures} failed");
+    });
     drop(env);
-    std::process::exit(if failures > 0 { 1 } else { 0 });
+    std::process::exit(code);
 }

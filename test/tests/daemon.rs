@@ -11,11 +11,10 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use warden_test::daemon_env::{init_pid, leftovers, Client, Daemon};
+use warden_test::daemon_env::{init_pid, leftovers, suite, Client, Daemon};
 use warden_test::netns::TestHost;
 
 struct Env {
@@ -826,7 +825,7 @@ fn leftovers_of_an_earlier_run_are_destroyed(env: &Env) {
 
 // ---------------------------------------------------------------------------------------
 
-type Test = (&'static str, fn(&Env));
+type Test = suite::Test<Env>;
 
 fn main() {
     warden_test::daemon_env::assert_root();
@@ -879,81 +878,27 @@ fn main() {
             leftovers_of_an_earlier_run_are_destroyed,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let tests: Vec<Test> = tests
-        .into_iter()
-        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
-        .collect();
-
-    let env = Arc::new(Env {
+    let tests = suite::selected(tests);
+    let mut env = Env {
         daemon: Daemon::start(
             "  container_disk_size_mb: 64\n  container_stop_grace_time: 1\n  job_output_limit: 4096\n  container_grace_time: null\n",
             "  pool_start_address: 10.254.0.0\n  pool_size: 64\n  deny_networks: [10.253.0.0/16]\n  allow_networks: [10.253.201.0/30]",
         ),
         denied: TestHost::new("den", "10.253.200.1".parse().unwrap(), "10.253.200.2".parse().unwrap()),
         allowed: TestHost::new("all", "10.253.201.1".parse().unwrap(), "10.253.201.2".parse().unwrap()),
-    });
-    println!("\nrunning {} tests", tests.len());
-    let queue = Arc::new(Mutex::new(tests));
-    let failed = Arc::new(Mutex::new(Vec::new()));
-    let passed = Arc::new(Mutex::new(0usize));
+    };
     // Three at a time: enough to exercise concurrency on two cores without starving timers.
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            let (queue, failed, passed, env) =
-                (queue.clone(), failed.clone(), passed.clone(), env.clone());
-            std::thread::spawn(move || loop {
-                let Some((name, f)) = queue.lock().unwrap().pop() else {
-                    break;
-                };
-                let started = Instant::now();
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&env)));
-                let took = started.elapsed().as_secs_f64();
-                match r {
-                    Ok(()) => {
-                        println!("test {name} ... ok ({took:.1}s)");
-                        *passed.lock().unwrap() += 1;
-                    }
-                    Err(_) => {
-                        println!("test {name} ... FAILED ({took:.1}s)");
-                        failed.lock().unwrap().push(name);
-                    }
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
-    let mut env = Arc::into_inner(env).expect("all workers done");
-    let status = env.daemon.stop();
-    let failed = failed.lock().unwrap().clone();
-    let mut failures = failed.len();
-    if !status.success() {
-        println!("wardend exited with {status}");
-        failures += 1;
-    }
-    let left: Vec<_> = std::fs::read_dir(&env.daemon.depot)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    if !left.is_empty() {
-        println!("depot not empty after shutdown: {left:?}");
-        failures += 1;
-    }
-    if failures > 0 {
-        println!("\n--- wardend log (last 200 lines) ---");
-        let log = env.daemon.log();
-        let lines: Vec<_> = log.lines().collect();
-        for l in &lines[lines.len().saturating_sub(200)..] {
-            println!("{l}");
+    let results = suite::run(&env, tests, 3);
+    let depot = env.daemon.depot.clone();
+    let code = suite::finish("daemon", &mut env.daemon, results, || {
+        let left: Vec<_> = std::fs::read_dir(&depot)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        match left.is_empty() {
+            true => vec![],
+            false => vec![format!("depot not empty after shutdown: {left:?}")],
         }
-        println!("failed: {failed:?}");
-    }
-    let passed = *passed.lock().unwrap();
-    println!("\ndaemon: {passed} passed, {} failed", failures);
+    });
     drop(env);
-    std::process::exit(if failures > 0 { 1 } else { 0 });
+    std::process::exit(code);
 }
