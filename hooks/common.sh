@@ -163,3 +163,24 @@ warden_resolv_conf() {
 warden_ip_of() {
   warden_ip="$((($1 >> 24) & 255)).$((($1 >> 16) & 255)).$((($1 >> 8) & 255)).$(($1 & 255))"
 }
+
+# warden_iptables_apply: one `iptables-restore --noflush` transaction read from stdin,
+# with IPTABLES_RESTORE (default iptables-restore) as the command.
+warden_iptables_apply() {
+  # shellcheck disable=SC2086 # the command may carry arguments
+  ${IPTABLES_RESTORE:-iptables-restore} --noflush --wait
+}
+
+# warden_iptables_remove FILTER_LINES NAT_LINES: one transaction that applies these lines
+# (rule deletions, -F, -X) to the filter and nat tables; nothing when both are empty.
+warden_iptables_remove() {
+  [ -n "$1$2" ] || return 0
+  warden_iptables_apply <<EOF
+*filter
+$1
+COMMIT
+*nat
+$2
+COMMIT
+EOF
+}

@@ -93,10 +93,6 @@ has() {
   return 1
 }
 
-apply() {
-  # shellcheck disable=SC2086 # the command may carry arguments
-  $restore --noflush --wait
-}
 
 case ${1:-} in
   setup)
@@ -131,7 +127,7 @@ case ${1:-} in
     nat="$nat-I OUTPUT 1 ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j warden-prerouting$nl"
     nat="$nat-I POSTROUTING 1 -j warden-postrouting$nl"
 
-    apply <<EOF
+    warden_iptables_apply <<EOF
 *filter
 $filter
 COMMIT
@@ -148,16 +144,7 @@ EOF
     for c in $filter_chains; do filter_cleanup="$filter_cleanup-X $c$nl"; done
     for c in $nat_chains; do nat_cleanup="$nat_cleanup-F $c$nl"; done
     for c in $nat_chains; do nat_cleanup="$nat_cleanup-X $c$nl"; done
-    if [ -n "$filter_cleanup$nat_cleanup" ]; then
-      apply <<EOF
-*filter
-$filter_cleanup
-COMMIT
-*nat
-$nat_cleanup
-COMMIT
-EOF
-    fi
+    warden_iptables_remove "$filter_cleanup" "$nat_cleanup"
     # Every per-container chain is gone: so are the reasons for the markers.
     for m in "$markers"/*; do
       if [ -e "$m" ]; then

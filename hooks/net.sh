@@ -43,10 +43,6 @@ nl='
 '
 
 # apply: run the transaction on stdin.
-apply() {
-  # shellcheck disable=SC2086 # the command may carry arguments
-  $restore --noflush --wait
-}
 
 # stale_cleanup: set $filter_cleanup and $nat_cleanup to the lines that
 # remove every jump to this id's chains and the chains themselves, as found in
@@ -101,7 +97,7 @@ fresh_nat="-N $chain
 # repaired here and is harmless to teardown.
 ensure_chains() {
   if [ -e "$marker" ]; then
-    if apply <<EOF; then
+    if warden_iptables_apply <<EOF; then
 *filter
 $1
 COMMIT
@@ -118,7 +114,7 @@ EOF
     : >"$marker" || warden_die "cannot write $marker (has net-host.sh setup run on this host?)"
     # Fast path, one process: no chains of this id yet (-N fails if a stale
     # one exists, and the transaction with it).
-    if apply 2>/dev/null <<EOF; then
+    if warden_iptables_apply 2>/dev/null <<EOF; then
 *filter
 $fresh_filter
 $1
@@ -134,7 +130,7 @@ EOF
   fi
   # Stale rules of an earlier container with this handle, or a half-finished
   # call: remove them and start again, one transaction per table.
-  apply <<EOF || warden_die "making the chains of $id failed (has net-host.sh setup run on this host?)"
+  warden_iptables_apply <<EOF || warden_die "making the chains of $id failed (has net-host.sh setup run on this host?)"
 *filter
 $filter_cleanup
 $fresh_filter
@@ -152,7 +148,7 @@ EOF
 remove_chains() {
   # Fast path: exactly what ensure_chains made. If anything is missing (a
   # half-finished call, or this ran before), look at what is there.
-  if ! apply 2>/dev/null <<EOF; then
+  if ! warden_iptables_apply 2>/dev/null <<EOF; then
 *filter
 -D warden-forward -i $network_host_iface -g $chain
 -F $chain
@@ -165,16 +161,7 @@ COMMIT
 COMMIT
 EOF
     stale_cleanup
-    if [ -n "$filter_cleanup$nat_cleanup" ]; then
-      apply <<EOF
-*filter
-$filter_cleanup
-COMMIT
-*nat
-$nat_cleanup
-COMMIT
-EOF
-    fi
+    warden_iptables_remove "$filter_cleanup" "$nat_cleanup"
   fi
   rm -f "$marker"
 }
