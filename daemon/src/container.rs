@@ -330,19 +330,21 @@ impl Container {
     }
 
     pub fn info(&self) -> Result<Value> {
-        let i = self.inner();
+        // The kernel's files are read before the lock is taken, not under it.
         let stats = json!({
             "mem_usage_B": self.cgroup.memory_usage().unwrap_or(0),
             "cpu_usage_ns": self.cgroup.cpu_usage_ns().unwrap_or(0),
             "disk_usage_B": disk_usage(self.init_pid).unwrap_or(0),
         });
+        let mem_limit = self.cgroup.memory_limit().unwrap_or(0);
+        let i = self.inner();
         Ok(json!({
             "state": i.state.name(),
             "events": i.events,
             "host_ip": self.subnet.host_ip().to_string(),
             "container_ip": self.subnet.container_ip().to_string(),
             "container_path": self.dir.to_string_lossy(),
-            "limits": { "mem": self.cgroup.memory_limit().unwrap_or(0) },
+            "limits": { "mem": mem_limit },
             "stats": stats,
             "job_ids": i.jobs.keys().collect::<Vec<_>>(),
             "net_in_ports": i.ports,
